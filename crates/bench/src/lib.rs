@@ -1,1 +1,10 @@
-//! placeholder
+//! weft's benchmarks. Each one measures weft and a baseline in the same run
+//! on the same machine and returns its figures as JSON, so that a ratio is
+//! never taken across machines or days.
+//!
+//! Every benchmark that touches the kernel runs inside network namespaces it
+//! creates (named `weft…`, see `weft-testkit`) and removes them afterwards,
+//! also on failure and on SIGINT/SIGTERM/SIGHUP.
+
+pub mod cni;
+pub mod stats;

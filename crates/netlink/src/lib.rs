@@ -1,1 +1,30 @@
-//! placeholder
+//! Synchronous netlink and network-namespace operations for the short-lived
+//! CNI plugin: no async runtime, one NETLINK_ROUTE socket per namespace, one
+//! request in flight, replies read until the ACK or the end of the dump.
+//!
+//! Objects are created where they belong: a veth peer is created directly
+//! inside the pod's namespace ([`Handle::create_veth`]), never moved. Work
+//! inside another namespace goes through a [`Handle`] opened there
+//! ([`Handle::in_netns`]) or, for /proc/sys, a short [`NetnsGuard`].
+//!
+//! Errors keep the errno ([`Error::is_exists`], [`Error::is_not_found`]) so
+//! callers can make ADD and DEL idempotent, and always name the operation.
+
+mod addr;
+mod error;
+mod link;
+mod mac;
+mod neigh;
+mod ns;
+mod route;
+mod socket;
+mod sysctl;
+
+pub use error::{Error, Result};
+pub use link::{IFNAMSIZ_MAX, Link, VethEnd};
+pub use mac::{format_mac, parse_mac};
+pub use neigh::Neighbour;
+pub use ns::{Netns, NetnsGuard, in_netns};
+pub use route::{Family, RT_TABLE_MAIN, RTPROT_BOOT, Route, RouteScope};
+pub use socket::Handle;
+pub use sysctl::{sysctl_get, sysctl_get_in, sysctl_path, sysctl_set, sysctl_set_in};
