@@ -87,6 +87,50 @@ impl Store {
         Ok(allocation)
     }
 
+    /// Like [`Store::allocate`], but runs `work` with the allocation while
+    /// the commit's fsyncs are under way on another thread, and returns
+    /// only once both are done.
+    ///
+    /// The plugin uses this to build the pod's interface while the disk
+    /// makes the reservation durable: the two waits overlap instead of
+    /// adding up. `work` runs after the addresses are decided and before
+    /// they are durable, so when the commit fails its result is dropped,
+    /// the error returned, and the caller must undo what `work` did. When
+    /// the allocation itself fails, `work` never runs.
+    pub fn allocate_with<R>(
+        &self,
+        attachment: &Attachment,
+        pool: &Pool,
+        work: impl FnOnce(&Allocation) -> R,
+    ) -> Result<(Allocation, R)> {
+        attachment.validate()?;
+        let locked = disk::lock_exclusive(&self.dir)?;
+        let mut state = locked.read()?;
+        let stamp = Stamp {
+            boot_id: boot_id(),
+            now: now(),
+        };
+        let (allocation, changed) = state.allocate(attachment, pool, stamp)?;
+        if !changed {
+            drop(locked);
+            let out = work(&allocation);
+            return Ok((allocation, out));
+        }
+        let (committed, out) = std::thread::scope(|s| {
+            let commit = s.spawn(move || {
+                let result = locked.commit(&state);
+                // The lock is released as soon as the commit is durable,
+                // not when `work` finishes.
+                drop(locked);
+                result
+            });
+            let out = work(&allocation);
+            (commit.join().expect("commit thread does not panic"), out)
+        });
+        committed?;
+        Ok((allocation, out))
+    }
+
     /// Releases the addresses of `attachment` and returns what it held;
     /// `None`, writing nothing, when it held none (a repeated DEL).
     pub fn release(&self, attachment: &Attachment) -> Result<Option<Reservation>> {

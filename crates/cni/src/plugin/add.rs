@@ -61,23 +61,31 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
     };
-    let alloc = store.allocate(&attachment, &pool).map_err(ipam)?;
-
-    match attach(env, conf, &node, &pod_ns, &alloc) {
-        Ok(result) => Ok(result),
-        Err(err) => {
-            let mut err = err;
-            if let Err(e) = remove_host_veth(&host_ifname(&env.container_id, &env.ifname)) {
-                err.details = format!("{}; cleanup: {e}", err.details);
-            }
-            if alloc.created {
-                if let Err(e) = store.release(&attachment) {
-                    err.details = format!("{}; releasing the address: {e}", err.details);
-                }
-            }
-            Err(err)
+    // The interface is built while the reservation's fsyncs run (the two
+    // waits overlap); the result is returned only once both are done.
+    let mut worked = false;
+    let outcome = store.allocate_with(&attachment, &pool, |alloc| {
+        worked = true;
+        attach(env, conf, &node, &pod_ns, alloc)
+    });
+    let host_if = host_ifname(&env.container_id, &env.ifname);
+    let (mut err, created) = match outcome {
+        Ok((_, Ok(result))) => return Ok(result),
+        Ok((alloc, Err(e))) => (e, alloc.created),
+        // The reservation was never written: nothing to release.
+        Err(e) => (ipam(e), false),
+    };
+    if worked {
+        if let Err(e) = remove_host_veth(&host_if) {
+            err.details = format!("{}; cleanup: {e}", err.details);
         }
     }
+    if created {
+        if let Err(e) = store.release(&attachment) {
+            err.details = format!("{}; releasing the address: {e}", err.details);
+        }
+    }
+    Err(err)
 }
 
 fn attach(
