@@ -10,7 +10,7 @@ use netlink_packet_route::address::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
-use crate::socket::Handle;
+use crate::socket::{Handle, Request};
 
 impl Handle {
     /// Adds `addr` (address and prefix length, host bits kept) to link
@@ -19,12 +19,7 @@ impl Handle {
     /// duplicate address detection; IPv4 has no DAD and ignores it.
     /// An address that is already there gives is_exists().
     pub fn add_address(&mut self, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
-        let msg = address_request(index, addr, nodad);
-        self.ack(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            || format!("add address {addr} to link {index}"),
-        )
+        self.request(add_address(index, addr, nodad))
     }
 
     /// Removes `addr` from link `index`. An address that is not there gives
@@ -51,6 +46,15 @@ impl Handle {
             },
         )
     }
+}
+
+/// The request of [`Handle::add_address`] (and [`crate::Batch::add_address`]).
+pub(crate) fn add_address(index: u32, addr: IpNet, nodad: bool) -> Request {
+    Request::new(
+        RouteNetlinkMessage::NewAddress(address_request(index, addr, nodad)),
+        NLM_F_CREATE | NLM_F_EXCL,
+        format!("add address {addr} to link {index}"),
+    )
 }
 
 /// The RTM_NEWADDR/RTM_DELADDR body. Like iproute2, IPv4 carries the address

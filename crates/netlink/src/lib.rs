@@ -1,6 +1,8 @@
 //! Synchronous netlink and network-namespace operations for the short-lived
 //! CNI plugin: no async runtime, one NETLINK_ROUTE socket per namespace, one
 //! request in flight, replies read until the ACK or the end of the dump.
+//! Changes that only need an ACK can also go out together in a [`Batch`]:
+//! one datagram, one round trip ([`Handle::apply`]).
 //!
 //! Objects are created where they belong: a veth peer is created directly
 //! inside the pod's namespace ([`Handle::create_veth`]), never moved. Work
@@ -11,6 +13,7 @@
 //! callers can make ADD and DEL idempotent, and always name the operation.
 
 mod addr;
+mod batch;
 mod error;
 mod link;
 mod mac;
@@ -20,6 +23,7 @@ mod route;
 mod socket;
 mod sysctl;
 
+pub use batch::Batch;
 pub use error::{Error, Result};
 pub use link::{IFNAMSIZ_MAX, Link, VethEnd};
 pub use mac::{format_mac, parse_mac};

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use crate::error::{Error, Result};
 use crate::ns::Netns;
-use crate::socket::Handle;
+use crate::socket::{Handle, Request};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAMSIZ_MAX: usize = 15;
@@ -65,6 +65,11 @@ impl Handle {
     /// costs one more request per end that has one (for the peer, through a
     /// socket opened in `peer_ns`). An alias is therefore not atomic with the
     /// creation: after a crash in between, the pair exists without it.
+    /// To save the host alias's round trip, leave `host.alias` `None` and
+    /// put [`crate::Batch::set_alias`] first in the batch of host-side
+    /// requests sent afterwards. (It is not sent together with the creation:
+    /// when that fails with EEXIST the kernel would still run it, on a
+    /// link that may not be ours.)
     pub fn create_veth(&mut self, host: &VethEnd, peer: &VethEnd, peer_ns: &Netns) -> Result<()> {
         self.create_veth_with(host, peer, peer_ns, false)
     }
@@ -115,13 +120,7 @@ impl Handle {
 
     /// Sets a link's alias (IFLA_IFALIAS); an empty alias removes it.
     pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes
-            .push(LinkAttribute::IfAlias(alias.to_string()));
-        self.ack(RouteNetlinkMessage::SetLink(msg), 0, || {
-            format!("set alias of link {index}")
-        })
+        self.request(set_alias(index, alias))
     }
 
     /// By name, to save looking up the index of a link just created.
@@ -180,13 +179,7 @@ impl Handle {
 
     /// Brings a link administratively up (IFF_UP).
     pub fn set_up(&mut self, index: u32) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        self.ack(RouteNetlinkMessage::SetLink(msg), 0, || {
-            format!("set link {index} up")
-        })
+        self.request(set_up(index))
     }
 
     /// Deletes a link (for a veth, both ends). A link that is already gone
@@ -198,6 +191,32 @@ impl Handle {
             format!("delete link {index}")
         })
     }
+}
+
+/// The request of [`Handle::set_up`] (and [`crate::Batch::set_up`]).
+pub(crate) fn set_up(index: u32) -> Request {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    Request::new(
+        RouteNetlinkMessage::SetLink(msg),
+        0,
+        format!("set link {index} up"),
+    )
+}
+
+/// The request of [`Handle::set_alias`] (and [`crate::Batch::set_alias`]).
+pub(crate) fn set_alias(index: u32, alias: &str) -> Request {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes
+        .push(LinkAttribute::IfAlias(alias.to_string()));
+    Request::new(
+        RouteNetlinkMessage::SetLink(msg),
+        0,
+        format!("set alias of link {index}"),
+    )
 }
 
 /// The RTM_NEWLINK body for a veth pair; the peer is a nested ifinfomsg

@@ -10,7 +10,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
 use crate::mac::format_mac;
-use crate::socket::Handle;
+use crate::socket::{Handle, Request};
 
 /// A neighbour entry: `ip` is at `mac` on link `index`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,19 +30,7 @@ impl Handle {
     /// repeated ADD is not an error. `permanent` entries are NUD_PERMANENT;
     /// others are NUD_REACHABLE and age like learned ones.
     pub fn add_neighbour(&mut self, n: &Neighbour) -> Result<()> {
-        let msg = neighbour_request(n);
-        self.ack(
-            RouteNetlinkMessage::NewNeighbour(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-            || {
-                format!(
-                    "add neighbour {} lladdr {} dev {}",
-                    n.ip,
-                    format_mac(&n.mac),
-                    n.index
-                )
-            },
-        )
+        self.request(add_neighbour(n))
     }
 
     /// Deletes the entry for `ip` on link `index`; is_not_found() (ENOENT)
@@ -80,6 +68,21 @@ impl Handle {
             },
         )
     }
+}
+
+/// The request of [`Handle::add_neighbour`] (and
+/// [`crate::Batch::add_neighbour`]).
+pub(crate) fn add_neighbour(n: &Neighbour) -> Request {
+    Request::new(
+        RouteNetlinkMessage::NewNeighbour(neighbour_request(n)),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        format!(
+            "add neighbour {} lladdr {} dev {}",
+            n.ip,
+            format_mac(&n.mac),
+            n.index
+        ),
+    )
 }
 
 pub(crate) fn neighbour_request(n: &Neighbour) -> NeighbourMessage {

@@ -11,7 +11,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
-use crate::socket::Handle;
+use crate::socket::{Handle, Request};
 
 /// `RTPROT_BOOT`: what `ip route add` uses; the default for [`Route::new`].
 pub const RTPROT_BOOT: u8 = 3;
@@ -135,23 +135,13 @@ impl Handle {
     /// Adds a route (NLM_F_CREATE|NLM_F_EXCL): is_exists() when a route to
     /// the same destination (and, for IPv6, metric) is already there.
     pub fn add_route(&mut self, route: &Route) -> Result<()> {
-        let msg = route_request(route, false);
-        self.ack(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            || format!("add route {}", describe(route)),
-        )
+        self.request(new_route(route, false))
     }
 
     /// Adds a route or replaces the one to the same destination
     /// (NLM_F_CREATE|NLM_F_REPLACE).
     pub fn replace_route(&mut self, route: &Route) -> Result<()> {
-        let msg = route_request(route, false);
-        self.ack(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-            || format!("replace route {}", describe(route)),
-        )
+        self.request(new_route(route, true))
     }
 
     /// Deletes the route that matches `route`'s destination, table,
@@ -189,6 +179,22 @@ impl Handle {
             },
         )
     }
+}
+
+/// The request of [`Handle::add_route`] (NLM_F_EXCL) or, with `replace`,
+/// [`Handle::replace_route`] (NLM_F_REPLACE); the same for a
+/// [`crate::Batch`].
+pub(crate) fn new_route(route: &Route, replace: bool) -> Request {
+    let (flag, verb) = if replace {
+        (NLM_F_REPLACE, "replace")
+    } else {
+        (NLM_F_EXCL, "add")
+    };
+    Request::new(
+        RouteNetlinkMessage::NewRoute(route_request(route, false)),
+        NLM_F_CREATE | flag,
+        format!("{verb} route {}", describe(route)),
+    )
 }
 
 /// The RTM_NEWROUTE/RTM_DELROUTE body. The table goes both in the header

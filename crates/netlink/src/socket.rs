@@ -1,5 +1,6 @@
-//! The NETLINK_ROUTE socket behind [`Handle`]: one request at a time, matched
-//! to its replies by sequence number.
+//! The NETLINK_ROUTE socket behind [`Handle`]: one request at a time (or one
+//! [`crate::Batch`] datagram at a time), matched to its replies by sequence
+//! number.
 
 use std::io;
 
@@ -34,7 +35,8 @@ const NLMSG_HDRLEN: usize = 16;
 
 /// A NETLINK_ROUTE socket bound to one network namespace (the one it was
 /// opened in), used synchronously: each call sends one request and reads
-/// until its ACK (or the end of its dump).
+/// until its ACK (or the end of its dump); [`Handle::apply`] sends a
+/// [`crate::Batch`] of them at once and reads all their ACKs.
 ///
 /// Not thread-safe by design (`&mut self`); the plugin uses one handle per
 /// namespace. After an error the handle stays usable.
@@ -62,6 +64,34 @@ enum Attempt {
     Done,
     /// The reply was truncated or the dump interrupted: send it again.
     Retry,
+}
+
+/// An ACK-only request, built once for both the single call
+/// ([`Handle::request`]) and a [`crate::Batch`]: the message, its flags
+/// besides NLM_F_REQUEST|NLM_F_ACK, and the operation's name for errors.
+#[derive(Debug)]
+pub(crate) struct Request {
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    op: String,
+}
+
+impl Request {
+    pub(crate) fn new(msg: RouteNetlinkMessage, flags: u16, op: String) -> Request {
+        Request { msg, flags, op }
+    }
+
+    /// Appends the request to `buf` as a complete netlink message padded to
+    /// 4 bytes, with sequence number 0 (set when it is sent); returns its
+    /// operation's name.
+    pub(crate) fn append_to(self, buf: &mut Vec<u8>) -> String {
+        let flags = NLM_F_REQUEST | NLM_F_ACK | self.flags;
+        append(
+            &mut NetlinkMessage::new(header(flags), self.msg.into()),
+            buf,
+        );
+        self.op
+    }
 }
 
 impl Handle {
@@ -112,6 +142,87 @@ impl Handle {
         self.transact(msg, flags | NLM_F_ACK, Reply::Ack, &op, |_| {})
     }
 
+    /// Sends one [`Request`] and waits for its ACK.
+    pub(crate) fn request(&mut self, req: Request) -> Result<()> {
+        let Request { msg, flags, op } = req;
+        self.ack(msg, flags, || op.clone())
+    }
+
+    /// Takes `n` consecutive sequence numbers; returns the first.
+    pub(crate) fn reserve_seqs(&mut self, n: u32) -> u32 {
+        let first = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(n);
+        first
+    }
+
+    /// Sends one datagram, which `fill` writes into the (emptied) send
+    /// buffer.
+    pub(crate) fn send_with(
+        &mut self,
+        op: &dyn Fn() -> String,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        self.send_buf.clear();
+        fill(&mut self.send_buf);
+        self.socket
+            .send(&self.send_buf, 0)
+            .map(drop)
+            .map_err(|e| Error::io(format!("{}: send", op()), e))
+    }
+
+    /// Reads the ACKs of the requests sent with sequence numbers `first`,
+    /// `first + 1`, … (one per entry of `ops`, which name them), in any
+    /// order, until every one has its outcome. Replies to other sequence
+    /// numbers are left-overs and skipped. When the socket fails (or a reply
+    /// is broken) before all have come, the missing ones get that error;
+    /// their late ACKs are skipped by later requests like any left-over.
+    pub(crate) fn read_acks(&mut self, first: u32, ops: &[&str]) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = ops.iter().map(|_| None).collect();
+        let mut pending = ops.len();
+        while pending > 0 {
+            // A failure that is no request's own goes to the first one
+            // still waiting; the others are told they got no ACK.
+            let next = results.iter().position(Option::is_none).unwrap_or(0);
+            let mut broken = match self.recv(false, &|| ops[next].to_string()) {
+                Ok(None) => continue,
+                Ok(Some(false)) => None,
+                Ok(Some(true)) => Some(Error::Protocol(format!("{}: truncated ACK", ops[next]))),
+                Err(e) => Some(e),
+            };
+            for raw in messages(&self.recv_buf) {
+                let raw = match raw {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        let e = format!("{}: bad netlink header: {e}", ops[next]);
+                        broken = Some(Error::Protocol(e));
+                        break;
+                    }
+                };
+                let i = raw.seq.wrapping_sub(first) as usize;
+                if i >= ops.len() || results[i].is_some() {
+                    continue;
+                }
+                if raw.kind != NLMSG_ERROR && raw.kind != NLMSG_DONE {
+                    // An ACK-only request has nothing else to say.
+                    continue;
+                }
+                let op = || ops[i].to_string();
+                results[i] = Some(decode(&raw, &op, &mut Vec::new()).map_or(Ok(()), Err));
+                pending -= 1;
+            }
+            if let Some(e) = broken {
+                let msg = e.to_string();
+                let mut e = Some(e);
+                for (slot, op) in results.iter_mut().zip(ops).filter(|(r, _)| r.is_none()) {
+                    let other = || Error::Protocol(format!("{op}: no ACK: {msg}"));
+                    *slot = Some(Err(e.take().unwrap_or_else(other)));
+                }
+                break;
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
     /// Sends a non-dump GET and returns its one reply.
     pub(crate) fn get(
         &mut self,
@@ -150,15 +261,8 @@ impl Handle {
     ) -> Result<()> {
         let mut msg = NetlinkMessage::new(header(NLM_F_REQUEST | flags), msg.into());
         for _ in 0..MAX_ATTEMPTS {
-            self.seq = self.seq.wrapping_add(1);
-            msg.header.sequence_number = self.seq;
-            msg.finalize();
-            self.send_buf.clear();
-            self.send_buf.resize(msg.buffer_len(), 0);
-            msg.serialize(&mut self.send_buf);
-            self.socket
-                .send(&self.send_buf, 0)
-                .map_err(|e| Error::io(format!("{}: send", op()), e))?;
+            msg.header.sequence_number = self.reserve_seqs(1);
+            self.send_with(op, |buf| append(&mut msg, buf))?;
 
             // Only a complete, uninterrupted reply reaches the caller: keep
             // this attempt's messages until the end is seen.
@@ -258,46 +362,81 @@ impl Handle {
         interrupted: &mut bool,
         failure: &mut Option<Error>,
     ) -> Result<bool> {
-        let buf = &self.recv_buf[..];
-        let mut offset = 0;
-        while buf.len() - offset >= NLMSG_HDRLEN {
+        for raw in messages(&self.recv_buf) {
             // A broken header leaves no way to find the next message.
-            let raw = NetlinkBuffer::new_checked(&buf[offset..])
-                .map_err(|e| Error::Protocol(format!("{}: bad netlink header: {e}", op())))?;
-            let len = raw.length() as usize;
-            let (seq, flags, kind) = (raw.sequence_number(), raw.flags(), raw.message_type());
-            let bytes = &buf[offset..offset + len];
-            offset += align4(len);
-            if seq != self.seq {
+            let raw =
+                raw.map_err(|e| Error::Protocol(format!("{}: bad netlink header: {e}", op())))?;
+            if raw.seq != self.seq {
                 // Left over from an earlier request.
                 continue;
             }
-            *interrupted |= flags & NLM_F_DUMP_INTR != 0;
+            *interrupted |= raw.flags & NLM_F_DUMP_INTR != 0;
             // Whether this message ends the reply does not depend on being
             // able to decode it.
-            let end = kind == NLMSG_ERROR
-                || kind == NLMSG_DONE
-                || (reply == Reply::One && flags & NLM_F_MULTIPART == 0);
-            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
-                Ok(msg) => {
-                    let error = payload(msg.payload, flags, op, out);
-                    if failure.is_none() {
-                        *failure = error;
-                    }
-                }
-                Err(e) if failure.is_none() => {
-                    *failure = Some(Error::Protocol(format!(
-                        "{}: cannot decode reply: {e}",
-                        op()
-                    )));
-                }
-                Err(_) => {}
+            let end = raw.kind == NLMSG_ERROR
+                || raw.kind == NLMSG_DONE
+                || (reply == Reply::One && raw.flags & NLM_F_MULTIPART == 0);
+            let error = decode(&raw, op, out);
+            if failure.is_none() {
+                *failure = error;
             }
             if end {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+}
+
+/// One message of a received datagram, header fields read, body not yet
+/// decoded.
+struct Raw<'a> {
+    seq: u32,
+    flags: u16,
+    kind: u16,
+    bytes: &'a [u8],
+}
+
+/// The messages of a datagram in order; a broken header ends it with an
+/// error, since there is then no way to find the next message.
+fn messages(buf: &[u8]) -> impl Iterator<Item = std::result::Result<Raw<'_>, String>> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        if buf.len().saturating_sub(offset) < NLMSG_HDRLEN {
+            return None;
+        }
+        let raw = match NetlinkBuffer::new_checked(&buf[offset..]) {
+            Ok(raw) => raw,
+            Err(e) => {
+                offset = buf.len();
+                return Some(Err(e.to_string()));
+            }
+        };
+        let len = raw.length() as usize;
+        let msg = Raw {
+            seq: raw.sequence_number(),
+            flags: raw.flags(),
+            kind: raw.message_type(),
+            bytes: &buf[offset..offset + len],
+        };
+        offset += align4(len);
+        Some(Ok(msg))
+    })
+}
+
+/// Decodes one message: an inner message goes to `out`; an error, an
+/// unexpected message or an undecodable one becomes the returned error.
+fn decode(
+    raw: &Raw<'_>,
+    op: &dyn Fn() -> String,
+    out: &mut Vec<RouteNetlinkMessage>,
+) -> Option<Error> {
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw.bytes) {
+        Ok(msg) => payload(msg.payload, raw.flags, op, out),
+        Err(e) => Some(Error::Protocol(format!(
+            "{}: cannot decode reply: {e}",
+            op()
+        ))),
     }
 }
 
@@ -340,6 +479,15 @@ fn header(flags: u16) -> NetlinkHeader {
     let mut h = NetlinkHeader::default();
     h.flags = flags;
     h
+}
+
+/// Appends `msg` to `buf` (finalized: length and type filled in), padded to
+/// a 4-byte boundary so that another message can follow it.
+fn append(msg: &mut NetlinkMessage<RouteNetlinkMessage>, buf: &mut Vec<u8>) {
+    msg.finalize();
+    let start = buf.len();
+    buf.resize(start + align4(msg.buffer_len()), 0);
+    msg.serialize(&mut buf[start..]);
 }
 
 /// Netlink messages start on 4-byte boundaries.

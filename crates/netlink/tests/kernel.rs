@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use weft_netlink::{
-    Error, Family, Handle, Neighbour, Netns, NetnsGuard, Route, RouteScope, VethEnd, format_mac,
-    sysctl_get, sysctl_get_in, sysctl_set, sysctl_set_in,
+    Batch, Error, Family, Handle, Neighbour, Netns, NetnsGuard, Route, RouteScope, VethEnd,
+    format_mac, sysctl_get, sysctl_get_in, sysctl_set, sysctl_set_in,
 };
 use weft_testkit::{NetNs, privileged};
 
@@ -558,6 +558,226 @@ fn timing_of_a_plugin_style_add() {
             start.elapsed(),
             laps.join(", ")
         );
+    })
+    .unwrap();
+}
+
+/// The pod side's permanent neighbours for the link-local gateways.
+fn gateway_neighbours(pi: u32) -> Vec<Neighbour> {
+    ["169.254.1.1", "fe80::1"]
+        .into_iter()
+        .map(|gw| Neighbour {
+            index: pi,
+            ip: ip(gw),
+            mac: HOST_MAC,
+            permanent: true,
+        })
+        .collect()
+}
+
+fn default_v4(pi: u32) -> Route {
+    let mut gw = Route::via(net("0.0.0.0/0"), ip("169.254.1.1"), pi);
+    gw.onlink = true;
+    gw
+}
+
+#[test]
+fn batch_applies_in_order() {
+    if !privileged("batch_applies_in_order") {
+        return;
+    }
+    let (host, pod) = pair();
+    let (hi, pi) = host
+        .run(|| veth(&mut Handle::new().unwrap(), "weftb1", &pod, false))
+        .unwrap();
+
+    // Pod side, peer still down: the IPv4 default route only works because
+    // set_up comes before it in the same datagram.
+    pod.run(|| {
+        let mut h = Handle::new().unwrap();
+        let gw6 = Route::via(net("::/0"), ip("fe80::1"), pi);
+        let mut b = Batch::new();
+        b.add_address(pi, net("10.244.2.5/32"), true).add_address(
+            pi,
+            net("fd00:244:2::5/128"),
+            true,
+        );
+        for n in gateway_neighbours(pi) {
+            b.add_neighbour(&n);
+        }
+        b.set_up(pi).add_route(&default_v4(pi)).add_route(&gw6);
+        assert_eq!(b.len(), 7);
+        h.apply(&b).unwrap();
+
+        assert!(h.link_by_index(pi).unwrap().unwrap().up);
+        let addrs = h.addresses(pi).unwrap();
+        assert!(addrs.contains(&net("10.244.2.5/32")), "{addrs:?}");
+        assert!(addrs.contains(&net("fd00:244:2::5/128")), "{addrs:?}");
+        let ns = h.neighbours(pi).unwrap();
+        assert!(
+            gateway_neighbours(pi).iter().all(|n| ns.contains(n)),
+            "{ns:?}"
+        );
+        assert!(h.routes(Family::V4).unwrap().contains(&default_v4(pi)));
+        assert!(h.routes(Family::V6).unwrap().contains(&gw6));
+    })
+    .unwrap();
+
+    // Host side, as the plugin does it: alias, neighbours, up, routes.
+    host.run(|| {
+        let mut h = Handle::new().unwrap();
+        let v4 = Route::device(net("10.244.2.5/32"), hi);
+        let mut b = Batch::new();
+        b.set_alias(hi, "default/pod-b eth0")
+            .set_up(hi)
+            .replace_route(&v4)
+            .replace_route(&Route::device(net("fd00:244:2::5/128"), hi));
+        h.apply(&b).unwrap();
+        // Replacing is idempotent: the same batch again succeeds.
+        h.apply(&b).unwrap();
+        let link = h.link_by_index(hi).unwrap().unwrap();
+        assert_eq!(link.alias.as_deref(), Some("default/pod-b eth0"));
+        assert!(link.up);
+        assert!(h.routes(Family::V4).unwrap().contains(&v4));
+        // An empty batch sends nothing and succeeds.
+        h.apply(&Batch::new()).unwrap();
+        assert!(h.apply_each(&Batch::new()).is_empty());
+    })
+    .unwrap();
+    let out = pod.ip(&["route"]).unwrap();
+    assert!(out.contains("default via 169.254.1.1"), "{out}");
+}
+
+#[test]
+fn batch_failure_in_the_middle() {
+    if !privileged("batch_failure_in_the_middle") {
+        return;
+    }
+    let (host, pod) = pair();
+    host.run(|| veth(&mut Handle::new().unwrap(), "weftb2", &pod, false))
+        .unwrap();
+    pod.run(|| {
+        let mut h = Handle::new().unwrap();
+        let pi = h.link("eth0").unwrap().unwrap().index;
+        // The route comes before set_up: the link is still down for it.
+        let mut b = Batch::new();
+        b.set_alias(pi, "before")
+            .add_route(&default_v4(pi))
+            .set_up(pi)
+            .add_address(pi, net("10.244.3.5/32"), true);
+        let e = h.apply(&b).unwrap_err();
+        eprintln!("expected refusal: {e}");
+        assert_eq!(e.errno(), Some(libc::ENETDOWN), "{e}");
+        let want = format!("add route 0.0.0.0/0 via 169.254.1.1 dev {pi} onlink");
+        assert!(e.to_string().starts_with(&want), "{e}");
+        // No transactions: what came after the failure was done anyway.
+        let link = h.link_by_index(pi).unwrap().unwrap();
+        assert!(link.up);
+        assert_eq!(link.alias.as_deref(), Some("before"));
+        assert!(h.addresses(pi).unwrap().contains(&net("10.244.3.5/32")));
+        // The handle is still usable, for single calls and batches.
+        h.add_route(&default_v4(pi)).unwrap();
+        let mut ok = Batch::new();
+        ok.set_up(pi);
+        h.apply(&ok).unwrap();
+
+        // Per request: the address exists, the route has host bits set.
+        let mut b = Batch::new();
+        b.add_address(pi, net("10.244.3.5/32"), true)
+            .set_up(pi)
+            .add_route(&Route::device(net("10.0.0.1/24"), pi))
+            .add_neighbour(&gateway_neighbours(pi)[0])
+            .add_route(&default_v4(pi));
+        let out = h.apply_each(&b);
+        assert_eq!(out.len(), 5);
+        let e0 = out[0].as_ref().unwrap_err();
+        assert!(e0.is_exists(), "{e0}");
+        assert!(
+            e0.to_string()
+                .starts_with(&format!("add address 10.244.3.5/32 to link {pi}"))
+        );
+        assert!(out[1].is_ok());
+        let e2 = out[2].as_ref().unwrap_err();
+        assert_eq!(e2.errno(), Some(libc::EINVAL), "{e2}");
+        assert!(
+            e2.to_string().starts_with("add route 10.0.0.1/24 dev"),
+            "{e2}"
+        );
+        assert!(e2.to_string().contains('['), "no extended ack in {e2}");
+        assert!(out[3].is_ok());
+        assert!(out[4].as_ref().unwrap_err().is_exists());
+        // apply reports the first of them.
+        let first = h.apply(&b).unwrap_err();
+        assert!(
+            first.is_exists() && first.to_string().contains("add address"),
+            "{first}"
+        );
+        assert!(h.link("lo").unwrap().is_some());
+    })
+    .unwrap();
+}
+
+#[test]
+fn batch_larger_than_one_datagram() {
+    if !privileged("batch_larger_than_one_datagram") {
+        return;
+    }
+    let (host, pod) = pair();
+    let (hi, _) = host
+        .run(|| veth(&mut Handle::new().unwrap(), "weftb3", &pod, true))
+        .unwrap();
+    host.run(|| {
+        let mut h = Handle::new().unwrap();
+        let routes: Vec<Route> = (0..100)
+            .map(|i| Route::device(net(&format!("10.250.{i}.0/24")), hi))
+            .collect();
+        let mut b = Batch::new();
+        for r in &routes {
+            b.add_route(r);
+        }
+        h.apply(&b).unwrap();
+        let have = h.routes(Family::V4).unwrap();
+        assert!(routes.iter().all(|r| have.contains(r)));
+        // Again: every one of the 100 error ACKs (with their extended-ack
+        // text) is matched to its request across the datagrams.
+        let out = h.apply_each(&b);
+        assert_eq!(out.len(), 100);
+        for (r, o) in routes.iter().zip(&out) {
+            let e = o.as_ref().unwrap_err();
+            assert!(e.is_exists(), "{e}");
+            let want = format!("add route {} dev {hi}", r.dst);
+            assert!(e.to_string().starts_with(&want), "{e}");
+        }
+        assert!(h.link("lo").unwrap().is_some());
+    })
+    .unwrap();
+}
+
+#[test]
+fn timing_of_sequential_calls_and_a_batch() {
+    if !privileged("timing_of_sequential_calls_and_a_batch") {
+        return;
+    }
+    let (host, pod) = pair();
+    let (hi, _) = host
+        .run(|| veth(&mut Handle::new().unwrap(), "weftb4", &pod, true))
+        .unwrap();
+    host.run(|| {
+        let mut h = Handle::new().unwrap();
+        let route = |i: usize| Route::device(net(&format!("10.251.{i}.0/24")), hi);
+        let start = Instant::now();
+        for i in 0..8 {
+            h.add_route(&route(i)).unwrap();
+        }
+        let sequential = start.elapsed();
+        let mut b = Batch::new();
+        for i in 8..16 {
+            b.add_route(&route(i));
+        }
+        let start = Instant::now();
+        h.apply(&b).unwrap();
+        let batched = start.elapsed();
+        eprintln!("8 routes: {sequential:?} as 8 calls, {batched:?} as one batch");
     })
     .unwrap();
 }

@@ -10,7 +10,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_ipam::{Allocation, Attachment, Pool, Store};
-use weft_netlink::{Handle, Neighbour, Netns, Route, RouteScope, VethEnd, format_mac, sysctl_set};
+use weft_netlink::{
+    Batch, Handle, Neighbour, Netns, Route, RouteScope, VethEnd, format_mac, sysctl_set,
+};
 
 use super::errors::{ipam, kernel};
 use super::naming::{GATEWAY_V4, HOST_MAC, gateway_for, host_alias, host_ifname, pod_mac};
@@ -103,32 +105,6 @@ fn attach(
     let mut pod =
         Handle::in_netns(pod_ns).map_err(|e| kernel("open netlink in the pod netns", e))?;
 
-    // A repeated ADD of the same attachment replaces the previous pair (the
-    // address stays the same: the reservation is reused).
-    if let Some(old) = host
-        .link(&host_if)
-        .map_err(|e| kernel("look up host veth", e))?
-    {
-        delete_ignoring_absent(&mut host, old.index)
-            .map_err(|e| kernel("delete previous host veth", e))?;
-    }
-    if pod
-        .link(ifname)
-        .map_err(|e| kernel("look up pod interface", e))?
-        .is_some()
-    {
-        return Err(CniError::new(
-            KERNEL_FAILURE,
-            format!(
-                "interface {ifname} already exists in {}",
-                env.netns
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ),
-        ));
-    }
-
     for ip in &alloc.ips {
         let key = if ip.is_ipv4() {
             "net/ipv4/ip_forward"
@@ -137,22 +113,54 @@ fn attach(
         };
         sysctl_set(key, "1").map_err(|e| kernel("enable forwarding on the node", e))?;
     }
-    host.create_veth(
-        &VethEnd {
-            name: host_if.clone(),
-            mac: HOST_MAC,
-            mtu: node.mtu,
-            alias: Some(host_alias(&conf.name, cid, ifname)),
-        },
-        &VethEnd {
-            name: ifname.clone(),
-            mac,
-            mtu: node.mtu,
-            alias: None,
-        },
-        pod_ns,
-    )
-    .map_err(|e| kernel("create veth pair", e))?;
+    // The alias goes in the host batch below (one round trip fewer than
+    // setting it at creation, which the kernel ignores anyway).
+    let host_end = VethEnd {
+        name: host_if.clone(),
+        mac: HOST_MAC,
+        mtu: node.mtu,
+        alias: None,
+    };
+    let pod_end = VethEnd {
+        name: ifname.clone(),
+        mac,
+        mtu: node.mtu,
+        alias: None,
+    };
+    // Create first and look only when a name is taken: the common case
+    // costs no lookup round trips.
+    match host.create_veth(&host_end, &pod_end, pod_ns) {
+        Err(e) if e.is_exists() => {
+            if pod
+                .link(ifname)
+                .map_err(|e| kernel("look up pod interface", e))?
+                .is_some_and(|l| l.peer_index.is_none() || !host_owns(&mut host, &host_if, &l))
+            {
+                return Err(CniError::new(
+                    KERNEL_FAILURE,
+                    format!(
+                        "interface {ifname} already exists in {}",
+                        env.netns
+                            .as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+            // A repeated ADD of the same attachment replaces the previous
+            // pair (the address stays: the reservation is reused).
+            if let Some(old) = host
+                .link(&host_if)
+                .map_err(|e| kernel("look up host veth", e))?
+            {
+                delete_ignoring_absent(&mut host, old.index)
+                    .map_err(|e| kernel("delete previous host veth", e))?;
+            }
+            host.create_veth(&host_end, &pod_end, pod_ns)
+                .map_err(|e| kernel("create veth pair", e))?;
+        }
+        other => other.map_err(|e| kernel("create veth pair", e))?,
+    }
     let host_link = host
         .link(&host_if)
         .map_err(|e| kernel("look up host veth", e))?
@@ -172,37 +180,35 @@ fn attach(
             )
         })?;
 
-    // Addresses and neighbours first, links up, then routes (IPv4 refuses a
-    // route through a link that is down).
+    // One batch per namespace, applied in order by the kernel: addresses and
+    // neighbours, the link up, then routes (IPv4 refuses a route through a
+    // link that is down).
+    let mut in_pod = Batch::new();
+    let mut on_host = Batch::new();
+    on_host.set_alias(host_link.index, &host_alias(&conf.name, cid, ifname));
     for ip in &alloc.ips {
-        pod.add_address(pod_link.index, host_prefix(*ip), true)
-            .map_err(|e| kernel(&format!("add {ip} to {ifname}"), e))?;
-        pod.add_neighbour(&Neighbour {
-            index: pod_link.index,
-            ip: gateway_for(*ip),
-            mac: HOST_MAC,
-            permanent: true,
-        })
-        .map_err(|e| kernel("add gateway neighbour in the pod", e))?;
-        host.add_neighbour(&Neighbour {
+        in_pod
+            .add_address(pod_link.index, host_prefix(*ip), true)
+            .add_neighbour(&Neighbour {
+                index: pod_link.index,
+                ip: gateway_for(*ip),
+                mac: HOST_MAC,
+                permanent: true,
+            });
+        on_host.add_neighbour(&Neighbour {
             index: host_link.index,
             ip: *ip,
             mac,
             permanent: true,
-        })
-        .map_err(|e| kernel("add pod neighbour on the host", e))?;
+        });
     }
-    pod.set_up(pod_link.index)
-        .map_err(|e| kernel("set pod interface up", e))?;
-    host.set_up(host_link.index)
-        .map_err(|e| kernel("set host veth up", e))?;
+    in_pod.set_up(pod_link.index);
+    on_host.set_up(host_link.index);
     for ip in &alloc.ips {
         for route in pod_routes(pod_link.index, *ip) {
-            pod.add_route(&route)
-                .or_else(|e| if e.is_exists() { Ok(()) } else { Err(e) })
-                .map_err(|e| kernel(&format!("add pod route {}", route.dst), e))?;
+            in_pod.add_route(&route);
         }
-        let to_pod = Route {
+        on_host.replace_route(&Route {
             dst: host_prefix(*ip),
             oif: Some(host_link.index),
             scope: if ip.is_ipv4() {
@@ -211,10 +217,12 @@ fn attach(
                 RouteScope::Universe
             },
             ..Route::default()
-        };
-        host.replace_route(&to_pod)
-            .map_err(|e| kernel(&format!("add host route to {ip}"), e))?;
+        });
     }
+    pod.apply(&in_pod)
+        .map_err(|e| kernel(&format!("configure {ifname} in the pod"), e))?;
+    host.apply(&on_host)
+        .map_err(|e| kernel(&format!("configure {host_if} on the node"), e))?;
 
     Ok(result(env, conf, node, alloc, &host_if, &mac))
 }
@@ -296,6 +304,15 @@ fn result(
         r.dns = conf.dns.clone();
     }
     r
+}
+
+/// Whether the pod interface `pod_link` is the peer of our host veth
+/// `host_if` (a previous ADD of this attachment).
+fn host_owns(host: &mut Handle, host_if: &str, pod_link: &weft_netlink::Link) -> bool {
+    match host.link(host_if) {
+        Ok(Some(h)) => pod_link.peer_index == Some(h.index) && h.peer_index == Some(pod_link.index),
+        _ => false,
+    }
 }
 
 fn delete_ignoring_absent(handle: &mut Handle, index: u32) -> weft_netlink::Result<()> {
