@@ -14,6 +14,7 @@ use crate::disk;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::state::Stamp;
+use crate::state::State;
 use crate::types::{Allocation, Attachment, Reservation, is_cni_name};
 
 /// Where the kernel publishes the ID of the current boot.
@@ -73,6 +74,20 @@ impl Store {
     /// Fails with [`Error::Exhausted`] if any family has no free address;
     /// then nothing is written, not even the other family's address.
     pub fn allocate(&self, attachment: &Attachment, pool: &Pool) -> Result<Allocation> {
+        let (locked, state, allocation, changed) = self.decide(attachment, pool)?;
+        if changed {
+            locked.commit(&state)?;
+        }
+        Ok(allocation)
+    }
+
+    /// Takes the lock and decides the allocation: the new state, and
+    /// whether it differs from what is on disk.
+    fn decide(
+        &self,
+        attachment: &Attachment,
+        pool: &Pool,
+    ) -> Result<(disk::WriteLocked<'_>, State, Allocation, bool)> {
         attachment.validate()?;
         let locked = disk::lock_exclusive(&self.dir)?;
         let mut state = locked.read()?;
@@ -81,10 +96,7 @@ impl Store {
             now: now(),
         };
         let (allocation, changed) = state.allocate(attachment, pool, stamp)?;
-        if changed {
-            locked.commit(&state)?;
-        }
-        Ok(allocation)
+        Ok((locked, state, allocation, changed))
     }
 
     /// Like [`Store::allocate`], but runs `work` with the allocation while
@@ -103,14 +115,7 @@ impl Store {
         pool: &Pool,
         work: impl FnOnce(&Allocation) -> R,
     ) -> Result<(Allocation, R)> {
-        attachment.validate()?;
-        let locked = disk::lock_exclusive(&self.dir)?;
-        let mut state = locked.read()?;
-        let stamp = Stamp {
-            boot_id: boot_id(),
-            now: now(),
-        };
-        let (allocation, changed) = state.allocate(attachment, pool, stamp)?;
+        let (locked, state, allocation, changed) = self.decide(attachment, pool)?;
         if !changed {
             drop(locked);
             let out = work(&allocation);

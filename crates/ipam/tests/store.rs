@@ -282,3 +282,31 @@ fn stores_of_different_networks_are_independent() {
     assert_eq!(b.allocate(&att("c1"), &p).unwrap().ips, [ip("10.0.0.2")]);
     assert_eq!(files(tmp.path()), ["net-a", "net-b"]);
 }
+
+#[test]
+fn allocate_with_runs_the_work_and_commits() {
+    let tmp = TempDir::new("with");
+    let store = Store::open(tmp.path(), "weft").unwrap();
+    let p = pool(&["10.244.1.0/24"]);
+    // The work sees the decided addresses; the commit is durable on return.
+    let (a, seen) = store
+        .allocate_with(&att("c1"), &p, |alloc| alloc.ips.clone())
+        .unwrap();
+    assert!(a.created);
+    assert_eq!(seen, a.ips);
+    let other = Store::open(tmp.path(), "weft").unwrap();
+    assert_eq!(other.get(&att("c1")).unwrap().unwrap().ips, a.ips);
+    // A repeat writes nothing and still runs the work.
+    let before = state_bytes(&store);
+    let (again, ran) = store.allocate_with(&att("c1"), &p, |_| true).unwrap();
+    assert!(!again.created && ran);
+    assert_eq!(again.ips, a.ips);
+    assert_eq!(state_bytes(&store), before);
+    // An exhausted pool never runs the work.
+    let tiny = pool(&["10.244.9.0/30"]);
+    store.allocate(&att("c2"), &tiny).unwrap();
+    let mut ran = false;
+    let err = store.allocate_with(&att("c3"), &tiny, |_| ran = true);
+    assert!(matches!(err, Err(Error::Exhausted { .. })));
+    assert!(!ran);
+}
