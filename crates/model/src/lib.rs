@@ -1,0 +1,17 @@
+//! The cluster as weft sees it.
+//!
+//! Kubernetes types (`k8s-openapi`) stop at this crate's edge: [`convert`]
+//! turns them into the plain model objects of [`objects`], validating on the
+//! way, and [`manifest`] reads YAML or JSON manifests into [`Object`]s. The
+//! rest of weft only ever sees the model.
+
+pub mod convert;
+pub mod error;
+pub mod manifest;
+pub mod objects;
+pub mod selector;
+
+pub use error::{Error, SelectorError};
+pub use manifest::{Object, parse_manifests};
+pub use objects::{ContainerPort, Namespace, Node, Pod, PodPhase, Protocol};
+pub use selector::{LabelSelector, Operator, Requirement};
