@@ -84,49 +84,28 @@ fn bad_input_gets_the_right_code() {
     assert_eq!(err["code"], 6);
 
     // Environment problems: code 4, naming the variable.
-    let r = node.call(&weft_bin(), "ADD", &pod.cid, None, "eth0", &good);
-    assert_eq!(r.code(), 4);
-    assert!(
-        r.json["msg"].as_str().unwrap().contains("CNI_NETNS"),
-        "{}",
-        r.stdout
-    );
-    let r = node.call(
-        &weft_bin(),
-        "ADD",
-        &pod.cid,
-        Some(pod.ns.path()),
-        "bad:name",
-        &good,
-    );
-    assert_eq!(r.code(), 4);
-    let r = node.call(
-        &weft_bin(),
-        "ADD",
-        &pod.cid,
-        Some(pod.ns.path()),
-        "a-much-too-long-ifname",
-        &good,
-    );
-    assert_eq!(r.code(), 4);
-    let r = node.call(
-        &weft_bin(),
-        "FROB",
-        &pod.cid,
-        Some(pod.ns.path()),
-        "eth0",
-        &good,
-    );
-    assert_eq!(r.code(), 4);
-    let r = node.call(
-        &weft_bin(),
-        "ADD",
-        &pod.cid,
-        Some(std::path::Path::new("/run/netns/weft-no-such")),
-        "eth0",
-        &good,
-    );
-    assert_eq!(r.code(), 4);
+    let missing = std::path::Path::new("/run/netns/weft-no-such");
+    let cases: [(&str, Option<&std::path::Path>, &str, &str); 5] = [
+        ("ADD", None, "eth0", "CNI_NETNS"),
+        ("ADD", Some(pod.ns.path()), "bad:name", "CNI_IFNAME"),
+        (
+            "ADD",
+            Some(pod.ns.path()),
+            "a-much-too-long-ifname",
+            "CNI_IFNAME",
+        ),
+        ("FROB", Some(pod.ns.path()), "eth0", "CNI_COMMAND"),
+        ("ADD", Some(missing), "eth0", "CNI_NETNS"),
+    ];
+    for (command, netns, ifname, var) in cases {
+        let r = node.call(&weft_bin(), command, &pod.cid, netns, ifname, &good);
+        assert_eq!(r.code(), 4, "{command} {ifname}: {}", r.stdout);
+        assert!(
+            r.json["msg"].as_str().unwrap().contains(var),
+            "{command} {ifname}: the error names {var}: {}",
+            r.stdout
+        );
+    }
     assert_clean(&node);
 }
 
