@@ -1,7 +1,7 @@
 //! Links: veth creation with the peer born in its namespace, lookup, dump,
 //! up, delete.
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
@@ -71,7 +71,23 @@ impl Handle {
     /// when that fails with EEXIST the kernel would still run it, on a
     /// link that may not be ours.)
     pub fn create_veth(&mut self, host: &VethEnd, peer: &VethEnd, peer_ns: &Netns) -> Result<()> {
-        self.create_veth_with(host, peer, peer_ns, false)
+        self.create_veth_with(host, peer, peer_ns, false).map(drop)
+    }
+
+    /// [`Handle::create_veth`] that also returns the host end as the kernel
+    /// created it (`NLM_F_ECHO`): its index, and in `peer_index` the peer's
+    /// index inside `peer_ns` — what a caller would otherwise look up with
+    /// two more requests. `None` when the kernel echoes nothing (kernels
+    /// before 6.3 ignore `NLM_F_ECHO` on RTM_NEWLINK); callers then look
+    /// the ends up by name. With `host_up`, as [`Handle::create_veth_host_up`].
+    pub fn create_veth_echo(
+        &mut self,
+        host: &VethEnd,
+        peer: &VethEnd,
+        peer_ns: &Netns,
+        host_up: bool,
+    ) -> Result<Option<Link>> {
+        self.create_veth_with(host, peer, peer_ns, host_up)
     }
 
     /// [`Handle::create_veth`] with the host end brought up by the creating
@@ -84,7 +100,7 @@ impl Handle {
         peer: &VethEnd,
         peer_ns: &Netns,
     ) -> Result<()> {
-        self.create_veth_with(host, peer, peer_ns, true)
+        self.create_veth_with(host, peer, peer_ns, true).map(drop)
     }
 
     fn create_veth_with(
@@ -93,13 +109,13 @@ impl Handle {
         peer: &VethEnd,
         peer_ns: &Netns,
         host_up: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<Link>> {
         check_name(&host.name)?;
         check_name(&peer.name)?;
         let msg = veth_request(host, peer, peer_ns.fd().as_raw_fd(), host_up);
-        self.ack(
+        let echoed = self.ack_collect(
             RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
             || {
                 format!(
                     "create veth {} (peer {} in {})",
@@ -115,7 +131,12 @@ impl Handle {
         if let Some(alias) = &peer.alias {
             Handle::in_netns(peer_ns)?.set_alias_by_name(&peer.name, alias)?;
         }
-        Ok(())
+        Ok(echoed.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => {
+                Some(parse_link(l)).filter(|l| l.name == host.name && l.peer_index.is_some())
+            }
+            _ => None,
+        }))
     }
 
     /// Sets a link's alias (IFLA_IFALIAS); an empty alias removes it.

@@ -142,6 +142,20 @@ impl Handle {
         self.transact(msg, flags | NLM_F_ACK, Reply::Ack, &op, |_| {})
     }
 
+    /// Like [`Handle::ack`], but keeps the messages the kernel sends back
+    /// before the ACK under the request's sequence number (with
+    /// `NLM_F_ECHO`, the object as created).
+    pub(crate) fn ack_collect(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: impl Fn() -> String,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        self.transact(msg, flags | NLM_F_ACK, Reply::Ack, &op, |m| out.push(m))?;
+        Ok(out)
+    }
+
     /// Sends one [`Request`] and waits for its ACK.
     pub(crate) fn request(&mut self, req: Request) -> Result<()> {
         let Request { msg, flags, op } = req;

@@ -109,6 +109,29 @@ fn veth_peer_is_created_inside_its_netns() {
 }
 
 #[test]
+fn create_veth_echo_reports_both_indexes() {
+    if !privileged("create_veth_echo_reports_both_indexes") {
+        return;
+    }
+    let (host, pod) = pair();
+    host.run(|| {
+        let mut h = Handle::new().unwrap();
+        let pod_ns = Netns::open(pod.path()).unwrap();
+        let echoed = h
+            .create_veth_echo(&host_end("wefte0"), &pod_end(), &pod_ns, true)
+            .unwrap()
+            .expect("this kernel (6.3+) echoes RTM_NEWLINK");
+        let link = h.link("wefte0").unwrap().expect("host end");
+        assert_eq!(echoed.index, link.index);
+        assert!(echoed.up, "host end created up");
+        let mut p = Handle::in_netns(&pod_ns).unwrap();
+        let peer = p.link("eth0").unwrap().expect("peer in pod netns");
+        assert_eq!(echoed.peer_index, Some(peer.index));
+    })
+    .unwrap();
+}
+
+#[test]
 fn create_veth_host_up_and_errors() {
     if !privileged("create_veth_host_up_and_errors") {
         return;

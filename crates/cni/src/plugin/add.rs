@@ -128,8 +128,9 @@ fn attach(
         alias: None,
     };
     // Create first and look only when a name is taken: the common case
-    // costs no lookup round trips.
-    match host.create_veth(&host_end, &pod_end, pod_ns) {
+    // costs no lookup round trips. The host end is created up, and the
+    // kernel echoes it back with both ends' indexes.
+    let created = match host.create_veth_echo(&host_end, &pod_end, pod_ns, true) {
         Err(e) if e.is_exists() => {
             if pod
                 .link(ifname)
@@ -156,61 +157,50 @@ fn attach(
                 delete_ignoring_absent(&mut host, old.index)
                     .map_err(|e| kernel("delete previous host veth", e))?;
             }
-            host.create_veth(&host_end, &pod_end, pod_ns)
-                .map_err(|e| kernel("create veth pair", e))?;
+            host.create_veth_echo(&host_end, &pod_end, pod_ns, true)
+                .map_err(|e| kernel("create veth pair", e))?
         }
         other => other.map_err(|e| kernel("create veth pair", e))?,
-    }
-    let host_link = host
-        .link(&host_if)
-        .map_err(|e| kernel("look up host veth", e))?
-        .ok_or_else(|| {
-            CniError::new(
-                KERNEL_FAILURE,
-                format!("host veth {host_if} vanished after creation"),
-            )
-        })?;
-    let pod_link = pod
-        .link(ifname)
-        .map_err(|e| kernel("look up pod interface", e))?
-        .ok_or_else(|| {
-            CniError::new(
-                KERNEL_FAILURE,
-                format!("pod interface {ifname} vanished after creation"),
-            )
-        })?;
+    };
+    let (host_index, pod_index) = match created.and_then(|l| Some((l.index, l.peer_index?))) {
+        Some(indexes) => indexes,
+        // A kernel that does not echo RTM_NEWLINK (before 6.3): look up.
+        None => (
+            link_index(&mut host, &host_if)?,
+            link_index(&mut pod, ifname)?,
+        ),
+    };
 
     // One batch per namespace, applied in order by the kernel: addresses and
-    // neighbours, the link up, then routes (IPv4 refuses a route through a
+    // neighbours, the pod's link up (the host end already is), then routes (IPv4 refuses a route through a
     // link that is down).
     let mut in_pod = Batch::new();
     let mut on_host = Batch::new();
-    on_host.set_alias(host_link.index, &host_alias(&conf.name, cid, ifname));
+    on_host.set_alias(host_index, &host_alias(&conf.name, cid, ifname));
     for ip in &alloc.ips {
         in_pod
-            .add_address(pod_link.index, host_prefix(*ip), true)
+            .add_address(pod_index, host_prefix(*ip), true)
             .add_neighbour(&Neighbour {
-                index: pod_link.index,
+                index: pod_index,
                 ip: gateway_for(*ip),
                 mac: HOST_MAC,
                 permanent: true,
             });
         on_host.add_neighbour(&Neighbour {
-            index: host_link.index,
+            index: host_index,
             ip: *ip,
             mac,
             permanent: true,
         });
     }
-    in_pod.set_up(pod_link.index);
-    on_host.set_up(host_link.index);
+    in_pod.set_up(pod_index);
     for ip in &alloc.ips {
-        for route in pod_routes(pod_link.index, *ip) {
+        for route in pod_routes(pod_index, *ip) {
             in_pod.add_route(&route);
         }
         on_host.replace_route(&Route {
             dst: host_prefix(*ip),
-            oif: Some(host_link.index),
+            oif: Some(host_index),
             scope: if ip.is_ipv4() {
                 RouteScope::Link
             } else {
@@ -304,6 +294,15 @@ fn result(
         r.dns = conf.dns.clone();
     }
     r
+}
+
+/// The index of a link that this invocation just created.
+fn link_index(handle: &mut Handle, name: &str) -> Result<u32, CniError> {
+    handle
+        .link(name)
+        .map_err(|e| kernel(&format!("look up {name}"), e))?
+        .map(|l| l.index)
+        .ok_or_else(|| CniError::new(KERNEL_FAILURE, format!("{name} vanished after creation")))
 }
 
 /// Whether the pod interface `pod_link` is the peer of our host veth
