@@ -1,11 +1,13 @@
 //! Request batching: several ACK-only requests in one datagram, their ACKs
 //! read back together, so N changes cost one round trip instead of N.
 
+use std::net::IpAddr;
 use std::ops::Range;
 
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
+use crate::fdb::FdbEntry;
 use crate::neigh::Neighbour;
 use crate::route::Route;
 use crate::socket::{Handle, Request};
@@ -74,6 +76,27 @@ impl Batch {
     /// [`Handle::add_neighbour`]: create or replace.
     pub fn add_neighbour(&mut self, n: &Neighbour) -> &mut Self {
         self.push(crate::neigh::add_neighbour(n))
+    }
+
+    /// [`Handle::delete_route`]: ESRCH (is_not_found) when there is none.
+    pub fn delete_route(&mut self, route: &Route) -> &mut Self {
+        self.push(crate::route::delete_route(route))
+    }
+
+    /// [`Handle::delete_neighbour`]: ENOENT (is_not_found) when there is
+    /// none.
+    pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> &mut Self {
+        self.push(crate::neigh::delete_neighbour(index, ip))
+    }
+
+    /// [`Handle::add_fdb`]: create, or replace the destination for that MAC.
+    pub fn add_fdb(&mut self, entry: &FdbEntry) -> &mut Self {
+        self.push(crate::fdb::add_fdb(entry))
+    }
+
+    /// [`Handle::delete_fdb`]: ENOENT (is_not_found) when there is none.
+    pub fn delete_fdb(&mut self, entry: &FdbEntry) -> &mut Self {
+        self.push(crate::fdb::delete_fdb(entry))
     }
 
     /// [`Handle::set_up`].
@@ -266,6 +289,40 @@ mod tests {
         assert_eq!(op, "add route 10.0.0.0/24 dev 3");
         b.replace_route(&route);
         assert_eq!(b.entries[1].op, "replace route 10.0.0.0/24 dev 3");
+    }
+
+    #[test]
+    fn overlay_requests_are_named_and_typed_like_the_single_calls() {
+        let fdb = FdbEntry {
+            index: 4,
+            mac: [2, 0, 0, 0, 0, 9],
+            dst: "192.168.77.2".parse().unwrap(),
+        };
+        let route = Route::device("10.244.2.0/24".parse().unwrap(), 4);
+        let mut b = Batch::new();
+        b.add_fdb(&fdb)
+            .delete_fdb(&fdb)
+            .delete_route(&route)
+            .delete_neighbour(4, "10.244.2.0".parse().unwrap());
+        let ops: Vec<&str> = b.entries.iter().map(|e| e.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "add fdb 02:00:00:00:00:09 dst 192.168.77.2 dev 4",
+                "delete fdb 02:00:00:00:00:09 dst 192.168.77.2 dev 4",
+                "delete route 10.244.2.0/24 dev 4",
+                "delete neighbour 10.244.2.0 dev 4",
+            ]
+        );
+        // RTM_NEWNEIGH, RTM_DELNEIGH, RTM_DELROUTE, RTM_DELNEIGH
+        let hs = headers(&b.buf);
+        assert_eq!(
+            hs.iter().map(|h| h.1).collect::<Vec<_>>(),
+            vec![28, 29, 25, 29]
+        );
+        let mut single = Vec::new();
+        crate::fdb::add_fdb(&fdb).append_to(&mut single);
+        assert_eq!(b.buf[b.entries[0].bytes.clone()], single);
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub enum Error {
     #[error("{0}")]
     Protocol(String),
     /// A caller's argument was refused before anything was sent (an
-    /// interface name that is too long, a sysctl outside `net.*`).
+    /// interface name that is too long, a sysctl outside `net.*`, a VNI
+    /// over 24 bits), or names an object of another kind than asked for
+    /// (a veth where a VXLAN device was looked up).
     #[error("{0}")]
     Invalid(String),
 }

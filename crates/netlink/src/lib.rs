@@ -9,12 +9,18 @@
 //! inside another namespace goes through a [`Handle`] opened there
 //! ([`Handle::in_netns`]) or, for /proc/sys, a short [`NetnsGuard`].
 //!
+//! For the node agent's overlay, the same handle creates VXLAN devices
+//! without learning ([`Handle::create_vxlan`]), reads them back to decide
+//! whether to adopt them ([`Handle::vxlan`]), and keeps their static FDB
+//! entries ([`Handle::add_fdb`], [`Handle::fdb`]).
+//!
 //! Errors keep the errno ([`Error::is_exists`], [`Error::is_not_found`]) so
 //! callers can make ADD and DEL idempotent, and always name the operation.
 
 mod addr;
 mod batch;
 mod error;
+mod fdb;
 mod link;
 mod mac;
 mod neigh;
@@ -22,9 +28,11 @@ mod ns;
 mod route;
 mod socket;
 mod sysctl;
+mod vxlan;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
+pub use fdb::FdbEntry;
 pub use link::{IFNAMSIZ_MAX, Link, VethEnd};
 pub use mac::{format_mac, parse_mac};
 pub use neigh::Neighbour;
@@ -32,3 +40,4 @@ pub use ns::{Netns, NetnsGuard, in_netns};
 pub use route::{Family, RT_TABLE_MAIN, RTPROT_BOOT, Route, RouteScope};
 pub use socket::Handle;
 pub use sysctl::{sysctl_get, sysctl_get_in, sysctl_path, sysctl_set, sysctl_set_in};
+pub use vxlan::{VxlanInfo, VxlanSpec};

@@ -157,11 +157,8 @@ impl Handle {
 
     /// Looks a link up by name; `None` when there is none.
     pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
-        check_name(name)?;
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(skip_stats());
-        self.get_link(msg, || format!("get link {name}"))
+        let m = self.link_message(name, || format!("get link {name}"))?;
+        Ok(m.as_ref().map(parse_link))
     }
 
     /// Looks a link up by ifindex; `None` when there is none.
@@ -169,12 +166,32 @@ impl Handle {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(skip_stats());
-        self.get_link(msg, || format!("get link {index}"))
+        let m = self.get_link(msg, || format!("get link {index}"))?;
+        Ok(m.as_ref().map(parse_link))
     }
 
-    fn get_link(&mut self, msg: LinkMessage, op: impl Fn() -> String) -> Result<Option<Link>> {
+    /// The kernel's message for the link called `name`, for parsers that
+    /// need more than [`Link`] (such as [`Handle::vxlan`]); `None` when
+    /// there is none.
+    pub(crate) fn link_message(
+        &mut self,
+        name: &str,
+        op: impl Fn() -> String,
+    ) -> Result<Option<LinkMessage>> {
+        check_name(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(skip_stats());
+        self.get_link(msg, op)
+    }
+
+    fn get_link(
+        &mut self,
+        msg: LinkMessage,
+        op: impl Fn() -> String,
+    ) -> Result<Option<LinkMessage>> {
         match self.get(RouteNetlinkMessage::GetLink(msg), &op) {
-            Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Some(parse_link(&m))),
+            Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Some(m)),
             Ok(other) => Err(Error::Protocol(format!(
                 "{}: unexpected reply {other:?}",
                 op()
@@ -279,7 +296,7 @@ fn skip_stats() -> LinkAttribute {
     LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats])
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains(['/', '\0']) {
         return Err(Error::Invalid(format!(
             "invalid interface name {name:?}: 1 to {IFNAMSIZ_MAX} bytes, no '/'"

@@ -1,6 +1,6 @@
 //! Neighbour (ARP / NDP) entries.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::neighbour::{
@@ -36,37 +36,37 @@ impl Handle {
     /// Deletes the entry for `ip` on link `index`; is_not_found() (ENOENT)
     /// when there is none.
     pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<()> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = match ip {
-            IpAddr::V4(_) => AddressFamily::Inet,
-            IpAddr::V6(_) => AddressFamily::Inet6,
-        };
-        msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
-        self.ack(RouteNetlinkMessage::DelNeighbour(msg), 0, || {
-            format!("delete neighbour {ip} dev {index}")
-        })
+        self.request(delete_neighbour(index, ip))
     }
 
     /// The entries on link `index` that have a 6-byte link-layer address,
     /// both families. Entries still being resolved (or failed) have none and
     /// are left out.
     pub fn neighbours(&mut self, index: u32) -> Result<Vec<Neighbour>> {
+        self.dump_neighbours(AddressFamily::Unspec, index, parse_neighbour, || {
+            format!("dump neighbours of link {index}")
+        })
+    }
+
+    /// Dumps the `family` neighbour table (AF_BRIDGE: the FDB) entries of
+    /// link `index`, through `parse`.
+    pub(crate) fn dump_neighbours<T>(
+        &mut self,
+        family: AddressFamily,
+        index: u32,
+        parse: fn(&NeighbourMessage) -> Option<T>,
+        op: impl Fn() -> String,
+    ) -> Result<Vec<T>> {
         let mut msg = NeighbourMessage::default();
-        // With strict checking the kernel filters by NDA_IFINDEX itself;
-        // the ifindex in the header must stay 0.
+        msg.header.family = family;
+        // With strict checking the kernel filters by NDA_IFINDEX itself
+        // (the ifindex in the header must stay 0); without it everything
+        // comes and the filter below applies.
         msg.attributes.push(NeighbourAttribute::IfIndex(index));
-        self.dump(
-            RouteNetlinkMessage::GetNeighbour(msg),
-            || format!("dump neighbours of link {index}"),
-            |m| match m {
-                RouteNetlinkMessage::NewNeighbour(m) if m.header.ifindex == index => {
-                    parse_neighbour(&m)
-                }
-                _ => None,
-            },
-        )
+        self.dump(RouteNetlinkMessage::GetNeighbour(msg), op, |m| match m {
+            RouteNetlinkMessage::NewNeighbour(m) if m.header.ifindex == index => parse(&m),
+            _ => None,
+        })
     }
 }
 
@@ -85,12 +85,31 @@ pub(crate) fn add_neighbour(n: &Neighbour) -> Request {
     )
 }
 
-pub(crate) fn neighbour_request(n: &Neighbour) -> NeighbourMessage {
+/// The request of [`Handle::delete_neighbour`] (and
+/// [`crate::Batch::delete_neighbour`]).
+pub(crate) fn delete_neighbour(index: u32, ip: IpAddr) -> Request {
     let mut msg = NeighbourMessage::default();
-    msg.header.family = match n.ip {
+    msg.header.family = family(ip);
+    msg.header.ifindex = index;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
+    Request::new(
+        RouteNetlinkMessage::DelNeighbour(msg),
+        0,
+        format!("delete neighbour {ip} dev {index}"),
+    )
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    match ip {
         IpAddr::V4(_) => AddressFamily::Inet,
         IpAddr::V6(_) => AddressFamily::Inet6,
-    };
+    }
+}
+
+pub(crate) fn neighbour_request(n: &Neighbour) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family(n.ip);
     msg.header.ifindex = n.index;
     msg.header.state = if n.permanent {
         NeighbourState::Permanent
@@ -106,17 +125,31 @@ pub(crate) fn neighbour_request(n: &Neighbour) -> NeighbourMessage {
     msg
 }
 
+/// An NDA_DST address. In AF_BRIDGE messages (the FDB) the library cannot
+/// type it from the header's family: its length says which it is.
+pub(crate) fn address(a: &NeighbourAddress) -> Option<IpAddr> {
+    match a {
+        NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        NeighbourAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        NeighbourAddress::Other(b) => match b.len() {
+            4 => Some(IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(&b[..]).ok()?,
+            ))),
+            16 => Some(IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&b[..]).ok()?,
+            ))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn parse_neighbour(m: &NeighbourMessage) -> Option<Neighbour> {
     let mut ip = None;
     let mut mac = None;
     for attr in &m.attributes {
         match attr {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                ip = Some(IpAddr::V4(*v4))
-            }
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                ip = Some(IpAddr::V6(*v6))
-            }
+            NeighbourAttribute::Destination(a) => ip = address(a),
             NeighbourAttribute::LinkLayerAddress(a) => mac = a.as_slice().try_into().ok(),
             _ => {}
         }

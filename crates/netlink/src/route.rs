@@ -148,10 +148,7 @@ impl Handle {
     /// protocol, scope, gateway and interface; is_not_found() (ESRCH) when
     /// there is none. The MTU is not matched.
     pub fn delete_route(&mut self, route: &Route) -> Result<()> {
-        let msg = route_request(route, true);
-        self.ack(RouteNetlinkMessage::DelRoute(msg), 0, || {
-            format!("delete route {}", describe(route))
-        })
+        self.request(delete_route(route))
     }
 
     /// The unicast routes of the main table for one family.
@@ -164,17 +161,43 @@ impl Handle {
     /// (local, broadcast, blackhole, …) and scopes other than universe,
     /// link and host.
     pub fn routes_in_table(&mut self, family: Family, table: u32) -> Result<Vec<Route>> {
+        self.dump_routes(family, table, None)
+    }
+
+    /// The unicast routes of the main table for one family that were
+    /// installed with `rtm_protocol` `protocol`: how an agent finds the
+    /// routes it tagged with its own protocol number among the plugin's
+    /// per-pod routes, without decoding those.
+    pub fn routes_with_protocol(&mut self, family: Family, protocol: u8) -> Result<Vec<Route>> {
+        self.dump_routes(family, RT_TABLE_MAIN, Some(protocol))
+    }
+
+    fn dump_routes(
+        &mut self,
+        family: Family,
+        table: u32,
+        protocol: Option<u8>,
+    ) -> Result<Vec<Route>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family.netlink();
-        // With strict checking the kernel filters by table itself.
+        // With strict checking the kernel filters by table and protocol
+        // itself; without it everything comes and the filter below applies.
         msg.attributes.push(RouteAttribute::Table(table));
+        if let Some(p) = protocol {
+            msg.header.protocol = RouteProtocol::from(p);
+        }
         self.dump(
             RouteNetlinkMessage::GetRoute(msg),
-            || format!("dump {family:?} routes of table {table}"),
+            || match protocol {
+                Some(p) => format!("dump {family:?} routes of table {table} proto {p}"),
+                None => format!("dump {family:?} routes of table {table}"),
+            },
             |m| match m {
-                RouteNetlinkMessage::NewRoute(m) => {
-                    parse_route(&m).filter(|r| r.table == table && r.family() == family)
-                }
+                RouteNetlinkMessage::NewRoute(m) => parse_route(&m).filter(|r| {
+                    r.table == table
+                        && r.family() == family
+                        && protocol.is_none_or(|p| r.protocol == p)
+                }),
                 _ => None,
             },
         )
@@ -194,6 +217,16 @@ pub(crate) fn new_route(route: &Route, replace: bool) -> Request {
         RouteNetlinkMessage::NewRoute(route_request(route, false)),
         NLM_F_CREATE | flag,
         format!("{verb} route {}", describe(route)),
+    )
+}
+
+/// The request of [`Handle::delete_route`] (and
+/// [`crate::Batch::delete_route`]).
+pub(crate) fn delete_route(route: &Route) -> Request {
+    Request::new(
+        RouteNetlinkMessage::DelRoute(route_request(route, true)),
+        0,
+        format!("delete route {}", describe(route)),
     )
 }
 
