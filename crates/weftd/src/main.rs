@@ -1,10 +1,17 @@
-//! `weftd`: the weft node agent. For now it parses its flags; the agent's
-//! reconcilers arrive with the agent issue.
+//! `weftd`: the weft node agent. Parses its flags and runs the agent loop
+//! (crates/agent) over the chosen source.
 
+mod health;
+mod run;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Result;
-use clap::Parser;
+use anyhow::{Result, bail};
+use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
+use weft_agent::{AgentConfig, Backend};
 
 /// The weft node agent.
 #[derive(Parser, Debug)]
@@ -12,30 +19,105 @@ use clap::Parser;
 struct Args {
     /// This node's name.
     #[arg(long, env = "WEFT_NODE_NAME")]
-    node_name: Option<String>,
-    /// Where the cluster comes from: `file` (a manifest directory) or `kube`.
-    #[arg(long, default_value = "file")]
-    source: String,
+    node_name: String,
+    /// Where the cluster comes from.
+    #[arg(long, value_enum, default_value = "file")]
+    source: Source,
     /// The manifest directory of the `file` source.
     #[arg(long, default_value = "/var/lib/weft/datastore")]
     datastore: PathBuf,
     /// Where to write the node state the CNI plugin reads.
-    #[arg(long, default_value = "/run/weft/node.json")]
+    #[arg(long, default_value = weft_cni::plugin::node::DEFAULT_NODE_STATE_FILE)]
     node_state_file: PathBuf,
-    /// Between-node backend: vxlan, host-gw or auto.
-    #[arg(long, default_value = "vxlan")]
-    backend: String,
+    /// The plugin's IPAM data directory (for the address sweep).
+    #[arg(long, default_value = weft_cni::plugin::node::DEFAULT_DATA_DIR)]
+    ipam_dir: PathBuf,
+    /// The CNI network name in the conflist (the IPAM store's name).
+    #[arg(long, default_value = "weft")]
+    network: String,
+    /// Between-node backend.
+    #[arg(long, value_enum, default_value = "vxlan")]
+    backend: BackendArg,
+    /// VXLAN network identifier.
+    #[arg(long, default_value_t = 1)]
+    vni: u32,
+    /// VXLAN UDP port.
+    #[arg(long, default_value_t = weft_agent::DEFAULT_VXLAN_PORT)]
+    vxlan_port: u16,
+    /// Pod MTU override (default: the underlay's minus the overhead).
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Destinations never masqueraded (default: every node's pod CIDRs).
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidrs: Vec<IpNet>,
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, default_value = "127.0.0.1:9099")]
+    health_addr: SocketAddr,
+    /// Seconds between full resyncs when nothing changes.
+    #[arg(long, default_value_t = 10)]
+    resync_secs: u64,
+    /// Seconds a reservation must age before the sweep may release it.
+    #[arg(long, default_value_t = 60)]
+    sweep_grace_secs: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Source {
+    File,
+    Kube,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Vxlan,
+    HostGw,
+    Auto,
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    tracing::info!(
-        ?args,
-        "weftd parsed its flags; the agent is not implemented yet"
-    );
-    anyhow::bail!("weftd: the node agent is not implemented yet (see the agent issue)")
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    if matches!(args.source, Source::Kube) {
+        bail!("weftd: the kube source is not implemented yet; use --source file");
+    }
+    let mut cfg = AgentConfig::new(&args.node_name);
+    cfg.backend = match args.backend {
+        BackendArg::Vxlan => Backend::Vxlan,
+        BackendArg::HostGw => Backend::HostGw,
+        BackendArg::Auto => Backend::Auto,
+    };
+    cfg.vni = args.vni;
+    cfg.vxlan_port = args.vxlan_port;
+    cfg.mtu = args.mtu;
+    cfg.cluster_cidrs = args.cluster_cidrs.clone();
+    cfg.validate()?;
+
+    let resync = Duration::from_secs(args.resync_secs.max(1));
+    let health = health::Health::new(resync * 3 + Duration::from_secs(5));
+    let bound = health.serve(args.health_addr)?;
+    tracing::info!(node = args.node_name, backend = cfg.backend.as_str(), health = %bound, "weftd starting");
+    run::run(
+        cfg,
+        run::LoopConfig {
+            datastore: args.datastore,
+            node_state_file: args.node_state_file,
+            ipam_dir: args.ipam_dir,
+            network: args.network,
+            resync,
+            sweep_grace: Duration::from_secs(args.sweep_grace_secs),
+        },
+        health,
+    )
 }
