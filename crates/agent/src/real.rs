@@ -1,0 +1,236 @@
+//! [`Kernel`] over the calling thread's network namespace: netlink through
+//! [`weft_netlink::Handle`], sysctls under /proc/sys, and the `nft` command.
+//!
+//! Everything acts on the namespace the handle was opened in (netlink) or
+//! the calling thread's (sysctls, child processes, which inherit the
+//! thread's namespace): `weftd` opens this in the node's namespace and
+//! reconciles from that thread.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use ipnet::IpNet;
+use weft_netlink::{Family, FdbEntry, Handle, Link, Neighbour, Route, VxlanSpec};
+
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, LinkState};
+use crate::nft;
+
+/// The real kernel of the calling thread's network namespace.
+#[derive(Debug)]
+pub struct NetlinkKernel {
+    handle: Handle,
+}
+
+impl NetlinkKernel {
+    /// Opens a netlink socket in the calling thread's network namespace.
+    pub fn new() -> Result<NetlinkKernel> {
+        Ok(NetlinkKernel {
+            handle: Handle::new()?,
+        })
+    }
+
+    /// Wraps a handle already opened in the right namespace.
+    pub fn from_handle(handle: Handle) -> NetlinkKernel {
+        NetlinkKernel { handle }
+    }
+
+    fn state(&mut self, link: Link) -> Result<LinkState> {
+        let vxlan = match link.kind.as_deref() {
+            Some("vxlan") => self.handle.vxlan(&link.name)?.map(|(_, info)| info),
+            _ => None,
+        };
+        Ok(LinkState {
+            index: link.index,
+            name: link.name,
+            mtu: link.mtu,
+            up: link.up,
+            mac: link.mac,
+            kind: link.kind,
+            vxlan,
+        })
+    }
+}
+
+impl Kernel for NetlinkKernel {
+    fn links(&mut self) -> Result<Vec<LinkState>> {
+        // VXLAN attributes are only read for the device weft looks up by
+        // name; a full listing is for finding the underlay.
+        Ok(self
+            .handle
+            .links()?
+            .into_iter()
+            .map(|l| LinkState {
+                index: l.index,
+                name: l.name,
+                mtu: l.mtu,
+                up: l.up,
+                mac: l.mac,
+                kind: l.kind,
+                vxlan: None,
+            })
+            .collect())
+    }
+
+    fn link(&mut self, name: &str) -> Result<Option<LinkState>> {
+        match self.handle.link(name)? {
+            Some(link) => self.state(link).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        Ok(self.handle.create_vxlan(spec)?)
+    }
+
+    fn delete_link(&mut self, index: u32) -> Result<()> {
+        Ok(self.handle.delete_link(index)?)
+    }
+
+    fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        // weft_netlink has no MTU setter yet; iproute2 does the same
+        // RTM_NEWLINK. The child inherits this thread's namespace.
+        let op = format!("set MTU {mtu} on link {index}");
+        let link = self
+            .handle
+            .link_by_index(index)?
+            .ok_or_else(|| Error::Netlink(weft_netlink::Error::kernel(op.clone(), ENODEV)))?;
+        let mtu = mtu.to_string();
+        run(
+            &op,
+            "ip",
+            &["link", "set", "dev", &link.name, "mtu", &mtu],
+            None,
+        )
+        .map(drop)
+    }
+
+    fn set_up(&mut self, index: u32) -> Result<()> {
+        Ok(self.handle.set_up(index)?)
+    }
+
+    fn addresses(&mut self, index: u32) -> Result<Vec<IpNet>> {
+        Ok(self.handle.addresses(index)?)
+    }
+
+    fn add_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        // nodad: the overlay gateway address must be usable at once.
+        Ok(self.handle.add_address(index, addr, true)?)
+    }
+
+    fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        Ok(self.handle.delete_address(index, addr)?)
+    }
+
+    fn routes(&mut self, family: Family, protocol: u8) -> Result<Vec<Route>> {
+        Ok(self.handle.routes_with_protocol(family, protocol)?)
+    }
+
+    fn replace_route(&mut self, route: &Route) -> Result<()> {
+        Ok(self.handle.replace_route(route)?)
+    }
+
+    fn delete_route(&mut self, route: &Route) -> Result<()> {
+        Ok(self.handle.delete_route(route)?)
+    }
+
+    fn neighbours(&mut self, index: u32) -> Result<Vec<Neighbour>> {
+        Ok(self.handle.neighbours(index)?)
+    }
+
+    fn add_neighbour(&mut self, n: &Neighbour) -> Result<()> {
+        Ok(self.handle.add_neighbour(n)?)
+    }
+
+    fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<()> {
+        Ok(self.handle.delete_neighbour(index, ip)?)
+    }
+
+    fn fdb(&mut self, index: u32) -> Result<Vec<FdbEntry>> {
+        Ok(self.handle.fdb(index)?)
+    }
+
+    fn replace_fdb(&mut self, entry: &FdbEntry) -> Result<()> {
+        Ok(self.handle.add_fdb(entry)?)
+    }
+
+    fn delete_fdb(&mut self, entry: &FdbEntry) -> Result<()> {
+        Ok(self.handle.delete_fdb(entry)?)
+    }
+
+    fn sysctl(&mut self, key: &str) -> Result<String> {
+        Ok(weft_netlink::sysctl_get(key)?)
+    }
+
+    fn set_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        Ok(weft_netlink::sysctl_set(key, value)?)
+    }
+
+    fn nft_hash(&mut self) -> Result<Option<String>> {
+        let op = format!("read nftables table {}", nft::TABLE);
+        let out = Command::new("nft")
+            .args(["-t", "list", "table", "inet", "weft"])
+            .output()
+            .map_err(|e| command_error(&op, format!("cannot run nft: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // nft's way of saying the table is not there (yet).
+            if stderr.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(command_error(&op, stderr.trim().to_string()));
+        }
+        Ok(nft::hash_from_listing(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
+    }
+
+    fn nft_apply(&mut self, script: &str) -> Result<()> {
+        let op = format!("apply nftables table {}", nft::TABLE);
+        run(&op, "nft", &["-f", "-"], Some(script)).map(drop)
+    }
+}
+
+/// ENODEV: the link to change is gone.
+const ENODEV: i32 = 19;
+
+fn command_error(op: &str, detail: String) -> Error {
+    Error::Command {
+        op: op.to_string(),
+        detail,
+    }
+}
+
+/// Runs `program args` (with `stdin` fed in, if any) in the calling
+/// thread's namespace and returns its stdout; a non-zero exit is an error
+/// carrying stderr.
+fn run(op: &str, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| command_error(op, format!("cannot run {program}: {e}")))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| command_error(op, format!("write to {program}: {e}")))?;
+        // Dropping the pipe closes it: nft reads to end of file.
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| command_error(op, format!("wait for {program}: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(command_error(
+            op,
+            format!("{program} {}: {}", args.join(" "), stderr.trim()),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
