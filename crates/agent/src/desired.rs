@@ -22,6 +22,9 @@ pub struct Desired {
     /// [`vtep_mac`], the underlay MTU minus the encapsulation overhead, no
     /// learning. `None` for host-gw, which keeps no VXLAN device.
     pub vxlan: Option<VxlanSpec>,
+    /// The VXLAN device's name, also when none is desired: a device of that
+    /// name left from an earlier backend is weft's and is removed.
+    pub vxlan_name: String,
     /// Addresses on the VXLAN device: network+1 of each own pod CIDR, as a
     /// /32 or /128 (IPAM never hands that address to a pod).
     pub vxlan_addrs: Vec<IpNet>,
@@ -190,6 +193,7 @@ pub fn desired(view: &ClusterView, cfg: &AgentConfig, local: &LocalFacts) -> Des
 
     Desired {
         vxlan,
+        vxlan_name: cfg.vxlan_dev.clone(),
         vxlan_addrs,
         routes: peers.routes.into_values().collect(),
         neighbours: peers.neighbours.into_iter().collect(),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use tracing::{info, instrument};
-use weft_netlink::{Family, FdbEntry, Neighbour, RT_TABLE_MAIN, Route, RouteScope, VxlanSpec};
+use weft_netlink::{Family, FdbEntry, Neighbour, RT_TABLE_MAIN, Route, RouteScope};
 
 use crate::desired::{Desired, RouteDev};
 use crate::error::{Error, Result};
@@ -55,7 +55,7 @@ impl Report {
 pub fn reconcile(kernel: &mut impl Kernel, desired: &Desired) -> Result<Report> {
     let mut report = Report::default();
     sysctls(kernel, desired, &mut report)?;
-    let vxlan = vxlan_device(kernel, desired.vxlan.as_ref(), &mut report)?;
+    let vxlan = vxlan_device(kernel, desired, &mut report)?;
     if let Some(index) = vxlan {
         addresses(kernel, index, &desired.vxlan_addrs, &mut report)?;
         fdb(kernel, index, desired, &mut report)?;
@@ -91,12 +91,12 @@ fn sysctls(kernel: &mut impl Kernel, desired: &Desired, report: &mut Report) -> 
 /// ifindex. A device with the right parameters is adopted as it is.
 fn vxlan_device(
     kernel: &mut impl Kernel,
-    want: Option<&VxlanSpec>,
+    desired: &Desired,
     report: &mut Report,
 ) -> Result<Option<u32>> {
-    let Some(want) = want else {
-        // host-gw keeps no VXLAN device; the default name is weft's own.
-        if let Some(old) = kernel.link(crate::config::DEFAULT_VXLAN_DEV)? {
+    let Some(want) = desired.vxlan.as_ref() else {
+        // host-gw keeps no VXLAN device; one under weft's name is weft's.
+        if let Some(old) = kernel.link(&desired.vxlan_name)? {
             if old.kind.as_deref() == Some("vxlan") {
                 gone_ok(kernel.delete_link(old.index))?;
                 report.links += 1;
