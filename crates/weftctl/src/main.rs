@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "weftctl",
     version,
-    about = "Operate weft: benchmarks, and (soon) the lab"
+    about = "Operate weft: the lab, its datastore, benchmarks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,6 +18,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// A multi-node weft cluster in network namespaces on this machine.
+    Lab(weft_lab::LabArgs),
+    /// Create or replace the objects of a manifest in the lab's datastore.
+    Apply(weft_lab::ApplyArgs),
+    /// Delete the objects a manifest names from the lab's datastore.
+    Delete(weft_lab::ApplyArgs),
+    /// Set (`k=v`) or remove (`k-`) labels of a namespace or pod.
+    Label(weft_lab::LabelArgs),
     /// Benchmarks that print JSON figures against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
@@ -51,7 +59,11 @@ fn sibling(name: &str) -> Result<PathBuf> {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let code = match Cli::parse().command {
+        Cmd::Lab(args) => weft_lab::run_lab(args)?,
+        Cmd::Apply(args) => weft_lab::run_apply(args)?,
+        Cmd::Delete(args) => weft_lab::run_delete(args)?,
+        Cmd::Label(args) => weft_lab::run_label(args)?,
         Cmd::Bench(Bench::Cni {
             pods,
             weft,
@@ -72,7 +84,12 @@ fn main() -> Result<()> {
             };
             let report = weft_bench::cni::run(&opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            0
         }
+    };
+    // `lab exec` passes its command's exit code on.
+    if code != 0 {
+        std::process::exit(code);
     }
     Ok(())
 }

@@ -1,0 +1,320 @@
+//! `lab up` and `lab down`: building the whole cluster and removing it.
+//!
+//! `up` records every namespace and process in `lab.json` before creating
+//! it, and on any failure runs `down`, so a failed `up` leaves nothing; a
+//! crashed one leaves a record that `down` completes.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use weft_cni::plugin::node::NodeState;
+
+use crate::chain;
+use crate::error::{LabError, Result};
+use crate::kubelet;
+use crate::layout::{Layout, NodePaths};
+use crate::model::{self, ModelKind};
+use crate::netns;
+use crate::objects;
+use crate::procs;
+use crate::state::{LabLock, LabState, ProcRecord, write_atomic};
+use crate::store::Store;
+use crate::underlay::{self, MAX_NODES, UNDERLAY_MTU};
+
+/// Where weftd listens for health checks, inside each node's namespace
+/// (every node has its own loopback, so one port serves all).
+pub const HEALTH_ADDR: &str = "127.0.0.1:9099";
+
+/// What `lab up` builds.
+#[derive(Debug, Clone)]
+pub struct UpOpts {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// weftd's `--backend`.
+    pub backend: String,
+    /// Pod address families (4, 6 or both).
+    pub families: Vec<u8>,
+    /// The namespaces and pods to create.
+    pub model: ModelKind,
+    /// Start weftd on each node; without it the lab writes each node-state
+    /// file itself (a test and debugging aid: pods then only reach pods on
+    /// their own node).
+    pub agent: bool,
+    /// The directory with `weft`, `weftd` and `weftctl`.
+    pub bin_dir: PathBuf,
+    /// How long each weftd gets to publish its node state.
+    pub agent_timeout: Duration,
+}
+
+/// Builds the lab; on failure removes whatever was built.
+pub fn up(layout: &Layout, opts: &UpOpts) -> Result<LabState> {
+    if opts.nodes == 0 || opts.nodes > MAX_NODES {
+        return Err(LabError::Invalid(format!(
+            "--nodes must be 1 to {MAX_NODES}"
+        )));
+    }
+    if opts.families.is_empty() {
+        return Err(LabError::Invalid("no address family chosen".into()));
+    }
+    check_binaries(opts)?;
+    let lock = LabLock::acquire(layout)?;
+    if LabState::load(layout)?.is_some() {
+        return Err(LabError::Invalid(format!(
+            "a lab is already up in {} (run `weftctl lab down` first)",
+            layout.root().display()
+        )));
+    }
+    let leftovers = netns::list(|n| layout.owns_netns(n))?;
+    if !leftovers.is_empty() {
+        return Err(LabError::Invalid(format!(
+            "namespaces of an earlier lab still exist ({}); run `weftctl lab down` first",
+            leftovers.join(", ")
+        )));
+    }
+    let mut state = LabState {
+        prefix: layout.prefix().to_string(),
+        backend: opts.backend.clone(),
+        families: opts.families.clone(),
+        agent: opts.agent,
+        bin_dir: opts.bin_dir.clone(),
+        ..LabState::default()
+    };
+    state.save(layout)?;
+    match build(layout, &mut state, opts) {
+        Ok(()) => Ok(state),
+        Err(e) => {
+            drop(lock);
+            Err(match down(layout) {
+                Ok(()) => e,
+                Err(c) => LabError::failed(
+                    "lab up",
+                    format!("{e}; and removing the half-built lab: {c}"),
+                ),
+            })
+        }
+    }
+}
+
+fn check_binaries(opts: &UpOpts) -> Result<()> {
+    let mut need = vec!["weft"];
+    if opts.agent {
+        need.push("weftd");
+    }
+    if opts.model != ModelKind::None {
+        need.push("weftctl");
+    }
+    for bin in need {
+        let path = opts.bin_dir.join(bin);
+        if !path.is_file() {
+            return Err(LabError::Invalid(format!(
+                "{} not found (build the workspace's binaries, or pass --bin-dir)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn build(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
+    let store = Store::open(layout)?;
+    underlay::create_segment(layout, state)?;
+    let mut node_objects = Vec::new();
+    for i in 1..=opts.nodes {
+        let node = underlay::create_node(layout, state, i)?;
+        let paths = NodePaths::new(layout.node_dir(&node.name));
+        let list = chain::conflist(&paths.node_state, &paths.ipam);
+        write_atomic(
+            &paths.conflist,
+            &serde_json::to_vec_pretty(&list).map_err(LabError::json("encode conflist"))?,
+        )?;
+        let internal: Vec<_> = node
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .filter(|ip| opts.families.contains(&crate::state::family_of(*ip)))
+            .collect();
+        node_objects.push(objects::node(&node.name, &node.pod_cidrs, &internal));
+    }
+    store.apply(node_objects, "the Node objects")?;
+
+    if opts.agent {
+        start_agents(layout, state, opts)?;
+    } else {
+        for node in &state.nodes {
+            let paths = NodePaths::new(layout.node_dir(&node.name));
+            NodeState {
+                node: Some(node.name.clone()),
+                pod_cidrs: node.pod_cidrs.clone(),
+                mtu: Some(UNDERLAY_MTU),
+            }
+            .store(&paths.node_state)
+            .map_err(LabError::io(format!(
+                "write the node state of {}",
+                node.name
+            )))?;
+        }
+    }
+
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    let model = model::build(opts.model, &names);
+    if !model.namespaces.is_empty() {
+        let docs = model
+            .namespaces
+            .iter()
+            .map(|(name, labels)| objects::namespace(name, labels))
+            .collect();
+        store.apply(docs, "the model's namespaces")?;
+    }
+    for pod in &model.pods {
+        kubelet::add_pod(layout, state, &store, pod)?;
+    }
+    Ok(())
+}
+
+/// Starts weftd on every node, then waits for each one's node-state file.
+fn start_agents(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
+    let weftd = opts.bin_dir.join("weftd");
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for idx in 0..state.nodes.len() {
+        let node = state.nodes[idx].clone();
+        let paths = NodePaths::new(layout.node_dir(&node.name));
+        let args: Vec<String> = [
+            "--node-name",
+            &node.name,
+            "--source",
+            "file",
+            "--datastore",
+            &layout.datastore().to_string_lossy(),
+            "--node-state-file",
+            &paths.node_state.to_string_lossy(),
+            // The agent's sweep of leaked addresses must look at the store
+            // this node's plugin writes, not the system default.
+            "--ipam-dir",
+            &paths.ipam.to_string_lossy(),
+            "--network",
+            chain::NETWORK_NAME,
+            "--backend",
+            &opts.backend,
+            "--health-addr",
+            HEALTH_ADDR,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (child, rec) = procs::spawn_detached(&node.netns, &weftd, &args, &paths.weftd_log)?;
+        state.nodes[idx].weftd = Some(rec);
+        state.nodes[idx].health_addr = Some(HEALTH_ADDR.to_string());
+        state.save(layout)?;
+        children.push((idx, child));
+    }
+    let deadline = Instant::now() + opts.agent_timeout;
+    for (idx, mut child) in children {
+        let node = &state.nodes[idx];
+        let paths = NodePaths::new(layout.node_dir(&node.name));
+        loop {
+            if paths.node_state.exists() {
+                break;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let why = match exited {
+                    Some(status) => format!("weftd exited ({status})"),
+                    None => format!("weftd did not publish it within {:?}", opts.agent_timeout),
+                };
+                return Err(LabError::Timeout(format!(
+                    "node {}: no node-state file {}: {why}; see {}:\n{}",
+                    node.name,
+                    paths.node_state.display(),
+                    paths.weftd_log.display(),
+                    procs::tail_file(&paths.weftd_log, 20)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the lab: stops its servers and agents, deletes every namespace
+/// it created (recorded or carrying its prefix), removes its state. Safe to
+/// run twice, and after a crashed `up`.
+pub fn down(layout: &Layout) -> Result<()> {
+    let _lock = match layout.root().exists() {
+        true => Some(LabLock::acquire(layout)?),
+        false => None,
+    };
+    let mut errors: Vec<String> = Vec::new();
+    let state = match LabState::load(layout) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            // A torn lab.json must not keep the namespaces alive: the
+            // prefix scan below still finds them.
+            errors.push(e.to_string());
+            LabState::default()
+        }
+    };
+    let recorded = state
+        .pods
+        .iter()
+        .filter_map(|p| p.server)
+        .chain(state.nodes.iter().filter_map(|n| n.weftd));
+    for rec in recorded {
+        if let Err(e) = procs::stop(&rec, procs::STOP_GRACE) {
+            errors.push(e.to_string());
+        }
+    }
+    let mut names = netns::list(|n| layout.owns_netns(n))?;
+    names.extend(state.netns.iter().filter(|n| layout.owns_netns(n)).cloned());
+    names.sort();
+    names.dedup();
+    // Whatever still runs inside the lab's namespaces was started there by
+    // the lab (a process whose record was lost in a crash): end it too, or
+    // it would keep a namespace alive after its name is gone.
+    for name in names.iter().filter(|n| netns::exists(n)) {
+        for pid in netns::pids(name).unwrap_or_default() {
+            if let Some(start_time) = procs::start_time(pid) {
+                if let Err(e) = procs::stop(&ProcRecord { pid, start_time }, procs::STOP_GRACE) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+    }
+    for name in &names {
+        if let Err(e) = netns::delete(name) {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        remove_state(layout, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::failed("lab down", errors.join("; ")))
+    }
+}
+
+/// Removes what the lab keeps in its state directory, entry by entry (the
+/// directory may be one a user named, so nothing else in it is touched),
+/// then the directory itself if that leaves it empty.
+fn remove_state(layout: &Layout, errors: &mut Vec<String>) {
+    let root = layout.root();
+    for dir in ["datastore", "nodes", "pods"] {
+        let p = root.join(dir);
+        if p.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&p) {
+                errors.push(format!("remove {}: {e}", p.display()));
+            }
+        }
+    }
+    for file in [layout.state_file(), layout.lock_file()] {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("remove {}: {e}", file.display())),
+        }
+    }
+    // Not empty means a user's own files: keep them and the directory.
+    let _ = std::fs::remove_dir(root);
+}

@@ -1,0 +1,265 @@
+//! `lab status` and `lab sync`: what the lab looks like now, and waiting
+//! for every agent to catch up with the datastore.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::error::{LabError, Result};
+use crate::layout::Layout;
+use crate::procs;
+use crate::state::LabState;
+use crate::store::Store;
+
+/// The whole lab as `lab status --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The state directory.
+    pub state_dir: String,
+    /// The namespace prefix.
+    pub prefix: String,
+    /// weftd's backend.
+    pub backend: String,
+    /// Pod address families.
+    pub families: Vec<u8>,
+    /// Whether weftd runs on the nodes.
+    pub agent: bool,
+    /// The datastore's current revision.
+    pub revision: u64,
+    /// Nodes.
+    pub nodes: Vec<NodeStatus>,
+    /// Pods.
+    pub pods: Vec<PodStatus>,
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// Node name.
+    pub name: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Underlay addresses.
+    pub addresses: Vec<IpNet>,
+    /// Pod CIDRs.
+    #[serde(rename = "podCIDRs")]
+    pub pod_cidrs: Vec<IpNet>,
+    /// weftd's PID, when one was started.
+    pub weftd_pid: Option<i32>,
+    /// Whether that weftd still runs.
+    pub weftd_alive: bool,
+    /// The datastore revision this node's agent reports having applied.
+    pub applied_revision: Option<u64>,
+}
+
+/// One pod.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Its node.
+    pub node: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its addresses.
+    pub ips: Vec<IpAddr>,
+    /// The echo server's PID.
+    pub server_pid: Option<i32>,
+    /// Whether the echo server still runs.
+    pub server_alive: bool,
+}
+
+/// Collects the status of the lab in `layout`.
+pub fn status(layout: &Layout) -> Result<Status> {
+    let state = LabState::require(layout)?;
+    let store = Store::open(layout)?;
+    let nodes = state
+        .nodes
+        .iter()
+        .map(|n| {
+            Ok(NodeStatus {
+                name: n.name.clone(),
+                netns: n.netns.clone(),
+                addresses: n.addresses.clone(),
+                pod_cidrs: n.pod_cidrs.clone(),
+                weftd_pid: n.weftd.map(|p| p.pid),
+                weftd_alive: n.weftd.is_some_and(|p| procs::alive(&p)),
+                applied_revision: store.applied_revision(&n.name)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let pods = state
+        .pods
+        .iter()
+        .map(|p| PodStatus {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            node: p.node.clone(),
+            netns: p.netns.clone(),
+            ips: p.ips.clone(),
+            server_pid: p.server.map(|s| s.pid),
+            server_alive: p.server.is_some_and(|s| procs::alive(&s)),
+        })
+        .collect();
+    Ok(Status {
+        state_dir: layout.root().display().to_string(),
+        prefix: state.prefix.clone(),
+        backend: state.backend.clone(),
+        families: state.families.clone(),
+        agent: state.agent,
+        revision: store.revision()?,
+        nodes,
+        pods,
+    })
+}
+
+/// The human-readable tables of `lab status`.
+pub fn render(s: &Status) -> String {
+    let join = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {} (prefix {}, backend {}, agent {}, revision {})\n",
+        s.state_dir,
+        s.prefix,
+        s.backend,
+        if s.agent { "weftd" } else { "none" },
+        s.revision
+    );
+    let mut rows = vec![header(&[
+        "NODE",
+        "NETNS",
+        "ADDRESSES",
+        "POD CIDRS",
+        "WEFTD",
+        "APPLIED",
+    ])];
+    for n in &s.nodes {
+        rows.push(vec![
+            n.name.clone(),
+            n.netns.clone(),
+            join(
+                &n.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+            join(
+                &n.pod_cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+            match n.weftd_pid {
+                Some(pid) => format!("{pid} ({})", if n.weftd_alive { "running" } else { "dead" }),
+                None => "-".into(),
+            },
+            n.applied_revision.map_or("-".into(), |r| r.to_string()),
+        ]);
+    }
+    table(&mut out, &rows);
+    out.push('\n');
+    let mut rows = vec![header(&["POD", "NODE", "NETNS", "IPS", "SERVER"])];
+    for p in &s.pods {
+        rows.push(vec![
+            format!("{}/{}", p.namespace, p.name),
+            p.node.clone(),
+            p.netns.clone(),
+            join(&p.ips.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            match p.server_pid {
+                Some(pid) => format!(
+                    "{pid} ({})",
+                    if p.server_alive { "running" } else { "dead" }
+                ),
+                None => "-".into(),
+            },
+        ]);
+    }
+    table(&mut out, &rows);
+    out
+}
+
+fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// Appends `rows` as left-aligned columns.
+pub fn table(out: &mut String, rows: &[Vec<String>]) {
+    let mut widths = vec![0usize; rows.iter().map(Vec::len).max().unwrap_or(0)];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}", w = *w))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+}
+
+/// Waits until every node's agent reports a revision at least the
+/// datastore's current one; returns that revision.
+pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
+    let state = LabState::require(layout)?;
+    if !state.agent {
+        return Err(LabError::Invalid(
+            "the lab runs without agents (--no-agent): nothing reports a revision".into(),
+        ));
+    }
+    let store = Store::open(layout)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let want = store.revision()?;
+        let mut behind = Vec::new();
+        for n in &state.nodes {
+            let have = store.applied_revision(&n.name)?;
+            if have.is_none_or(|h| h < want) {
+                behind.push(format!(
+                    "{} at {}",
+                    n.name,
+                    have.map_or("nothing".into(), |h| h.to_string())
+                ));
+            }
+        }
+        if behind.is_empty() {
+            return Ok(want);
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::Timeout(format!(
+                "lab sync: datastore at revision {want} after {timeout:?}, but {}",
+                behind.join(", ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let mut out = String::new();
+        table(&mut out, &[header(&["A", "BB"]), header(&["ccc", "d"])]);
+        assert_eq!(out, "A    BB\nccc  d\n");
+    }
+}
