@@ -6,7 +6,7 @@
 //! killed at any instant) see the old or the new content, never a mixture.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,22 +110,16 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| Error::io("create", path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| Error::io("write", path, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", path, e))
+    weft_fsutil::write_synced(path, bytes, 0o644, weft_fsutil::Create::New).map_err(fs_error)
 }
 
 /// Makes a directory's entries (renames, new files, removals) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    weft_fsutil::sync_dir(dir).map_err(fs_error)
+}
+
+fn fs_error(e: weft_fsutil::FsError) -> Error {
+    Error::io(e.op, e.path, e.source)
 }
 
 /// Creates a directory and its parents, fsyncing the parents of every

@@ -5,12 +5,14 @@
 //! the new content, never a mixture.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+use weft_fsutil::Create;
 
 use crate::error::{Error, Result};
 use crate::schema;
@@ -121,23 +123,16 @@ impl WriteLocked<'_> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io("create", path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| Error::io("write", path, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", path, e))
+    weft_fsutil::write_synced(path, bytes, 0o600, Create::Truncate).map_err(fs_error)
 }
 
 /// Makes the directory's entries (a rename, a new file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    weft_fsutil::sync_dir(dir).map_err(fs_error)
+}
+
+fn fs_error(e: weft_fsutil::FsError) -> Error {
+    Error::io(e.op, e.path, e.source)
 }
 
 /// Removes temporary files of commits that crashed before their rename.

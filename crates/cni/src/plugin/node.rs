@@ -55,14 +55,13 @@ impl NodeState {
     /// Writes a node-state file atomically (temp file, fsync, rename), so the
     /// plugin never reads a half-written one.
     pub fn store(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).expect("serializes"))?;
-        f.sync_all()?;
+        let bytes = serde_json::to_vec_pretty(self).expect("serializes");
+        weft_fsutil::write_synced(&tmp, &bytes, 0o644, weft_fsutil::Create::Truncate)
+            .map_err(|e| std::io::Error::new(e.source.kind(), e.to_string()))?;
         std::fs::rename(&tmp, path)
     }
 }
