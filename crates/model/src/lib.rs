@@ -9,9 +9,14 @@ pub mod convert;
 pub mod error;
 pub mod manifest;
 pub mod objects;
+pub mod policy;
+mod policy_convert;
 pub mod selector;
 
 pub use error::{Error, SelectorError};
 pub use manifest::{Object, parse_manifests};
 pub use objects::{ContainerPort, Namespace, Node, Pod, PodPhase, Protocol};
+pub use policy::{
+    Direction, IpBlock, NetworkPolicy, Peer, PolicyPort, PolicyRule, PolicyTypes, PortMatch,
+};
 pub use selector::{LabelSelector, Operator, Requirement};
