@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use weft_model::Protocol;
 
+use crate::agents;
 use crate::cluster::{self, UpOpts};
 use crate::kubelet::{self, PodSpec};
 use crate::layout::Layout;
@@ -69,6 +70,9 @@ pub enum LabCmd {
     /// Create namespaces.
     #[command(subcommand)]
     Ns(NsCmd),
+    /// Manage the nodes' agents (weftd).
+    #[command(subcommand)]
+    Agent(AgentCmd),
     /// Run a command inside a pod's network namespace; exits with its code.
     Exec {
         /// The pod, `NAMESPACE/NAME`.
@@ -94,6 +98,11 @@ pub struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// Number of underlay segments; nodes alternate between them and a
+    /// router namespace joins them (the `auto` backend then uses host-gw
+    /// within a segment and VXLAN across).
+    #[arg(long, default_value_t = 1)]
+    pub segments: usize,
     /// The between-node backend weftd uses (weftd's `--backend`, passed
     /// through as weftd spells it).
     #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "auto"])]
@@ -155,6 +164,23 @@ pub enum NsCmd {
         /// Labels, `k=v,k2=v2`.
         #[arg(long, default_value = "")]
         labels: String,
+    },
+}
+
+/// `lab agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Restart a node's weftd exactly as `lab up` started it and wait
+    /// until it is ready; the kernel state (and traffic) stays meanwhile.
+    Restart {
+        /// The node.
+        node: String,
+        /// SIGKILL instead of SIGTERM: the agent gets no chance to clean up.
+        #[arg(long)]
+        kill: bool,
+        /// How long the new agent gets to become ready.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
     },
 }
 
@@ -248,6 +274,7 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
             };
             let opts = UpOpts {
                 nodes: up.nodes,
+                segments: up.segments,
                 backend: up.backend,
                 families,
                 model: up.model,
@@ -318,6 +345,24 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
             let ns = objects::namespace(&name, &objects::parse_labels(&labels)?);
             let rev = store.apply(vec![ns], &format!("Namespace {name}"))?;
             out!("namespace {name} (revision {rev})");
+        }
+        LabCmd::Agent(AgentCmd::Restart {
+            node,
+            kill,
+            timeout_ms,
+        }) => {
+            let r = agents::restart(&layout, &node, kill, Duration::from_millis(timeout_ms))?;
+            let how = if kill { "killed" } else { "stopped" };
+            match r.stopped {
+                Some(old) => out!("node {node}: weftd pid {} {how}", old.pid),
+                None => out!("node {node}: no weftd was running"),
+            }
+            out!(
+                "node {node}: weftd pid {} ready after {} ms (log {})",
+                r.started.pid,
+                r.ready_after.as_millis(),
+                r.log.display()
+            );
         }
         LabCmd::Exec { pod, command } => {
             let state = LabState::require(&layout)?;
@@ -484,6 +529,8 @@ mod tests {
             "--model",
             "netpol",
             "--no-agent",
+            "--segments",
+            "2",
         ])
         .unwrap();
         assert_eq!(cli.lab.state_dir.as_deref(), Some(Path::new("/tmp/l")));
@@ -491,6 +538,12 @@ mod tests {
             panic!()
         };
         assert!(up.dual_stack && up.no_agent && up.nodes == 2 && up.model == ModelKind::Netpol);
+        assert_eq!(up.segments, 2);
+        let cli = Cli::try_parse_from(["lab", "agent", "restart", "node1", "--kill"]).unwrap();
+        let LabCmd::Agent(AgentCmd::Restart { node, kill, .. }) = cli.lab.cmd else {
+            panic!()
+        };
+        assert!(kill && node == "node1");
         assert!(Cli::try_parse_from(["lab", "up", "--ipv6", "--dual-stack"]).is_err());
         assert!(Cli::try_parse_from(["lab", "up", "--backend", "geneve"]).is_err());
         let cli = Cli::try_parse_from(["lab", "exec", "x/a", "--", "ip", "-br", "addr"]).unwrap();

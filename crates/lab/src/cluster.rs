@@ -5,11 +5,11 @@
 //! crashed one leaves a record that `down` completes.
 
 use std::path::PathBuf;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weft_cni::plugin::node::NodeState;
 
+use crate::agents;
 use crate::chain;
 use crate::error::{LabError, Result};
 use crate::kubelet;
@@ -18,19 +18,19 @@ use crate::model::{self, ModelKind};
 use crate::netns;
 use crate::objects;
 use crate::procs;
-use crate::state::{LabLock, LabState, ProcRecord, write_atomic};
+use crate::state::{LabLock, LabState, NodeRecord, ProcRecord, write_atomic};
 use crate::store::Store;
-use crate::underlay::{self, MAX_NODES, UNDERLAY_MTU};
-
-/// Where weftd listens for health checks, inside each node's namespace
-/// (every node has its own loopback, so one port serves all).
-pub const HEALTH_ADDR: &str = "127.0.0.1:9099";
+use crate::underlay::{self, MAX_NODES, MAX_SEGMENTS, UNDERLAY_MTU};
 
 /// What `lab up` builds.
 #[derive(Debug, Clone)]
 pub struct UpOpts {
     /// Number of nodes.
     pub nodes: usize,
+    /// Number of underlay segments (1 to [`MAX_SEGMENTS`]); nodes
+    /// alternate between them and, with more than one, a router
+    /// namespace joins them.
+    pub segments: usize,
     /// weftd's `--backend`.
     pub backend: String,
     /// Pod address families (4, 6 or both).
@@ -52,6 +52,11 @@ pub fn up(layout: &Layout, opts: &UpOpts) -> Result<LabState> {
     if opts.nodes == 0 || opts.nodes > MAX_NODES {
         return Err(LabError::Invalid(format!(
             "--nodes must be 1 to {MAX_NODES}"
+        )));
+    }
+    if opts.segments == 0 || opts.segments > MAX_SEGMENTS {
+        return Err(LabError::Invalid(format!(
+            "--segments must be 1 to {MAX_SEGMENTS}"
         )));
     }
     if opts.families.is_empty() {
@@ -118,7 +123,12 @@ fn check_binaries(opts: &UpOpts) -> Result<()> {
 
 fn build(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
     let store = Store::open(layout)?;
-    underlay::create_segment(layout, state)?;
+    for s in 0..opts.segments {
+        underlay::create_segment(layout, state, s)?;
+    }
+    if opts.segments > 1 {
+        underlay::create_router(layout, state)?;
+    }
     let mut node_objects = Vec::new();
     for i in 1..=opts.nodes {
         let node = underlay::create_node(layout, state, i)?;
@@ -128,18 +138,12 @@ fn build(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
             &paths.conflist,
             &serde_json::to_vec_pretty(&list).map_err(LabError::json("encode conflist"))?,
         )?;
-        let internal: Vec<_> = node
-            .addresses
-            .iter()
-            .map(|a| a.addr())
-            .filter(|ip| opts.families.contains(&crate::state::family_of(*ip)))
-            .collect();
-        node_objects.push(objects::node(&node.name, &node.pod_cidrs, &internal));
+        node_objects.push(node_object(&node, &opts.families));
     }
     store.apply(node_objects, "the Node objects")?;
 
     if opts.agent {
-        start_agents(layout, state, opts)?;
+        agents::start_all(layout, state, opts.agent_timeout)?;
     } else {
         for node in &state.nodes {
             let paths = NodePaths::new(layout.node_dir(&node.name));
@@ -172,68 +176,17 @@ fn build(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
     Ok(())
 }
 
-/// Starts weftd on every node, then waits for each one's node-state file.
-fn start_agents(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
-    let weftd = opts.bin_dir.join("weftd");
-    let mut children: Vec<(usize, Child)> = Vec::new();
-    for idx in 0..state.nodes.len() {
-        let node = state.nodes[idx].clone();
-        let paths = NodePaths::new(layout.node_dir(&node.name));
-        let args: Vec<String> = [
-            "--node-name",
-            &node.name,
-            "--source",
-            "file",
-            "--datastore",
-            &layout.datastore().to_string_lossy(),
-            "--node-state-file",
-            &paths.node_state.to_string_lossy(),
-            // The agent's sweep of leaked addresses must look at the store
-            // this node's plugin writes, not the system default.
-            "--ipam-dir",
-            &paths.ipam.to_string_lossy(),
-            "--network",
-            chain::NETWORK_NAME,
-            "--backend",
-            &opts.backend,
-            "--health-addr",
-            HEALTH_ADDR,
-        ]
+/// The Node object of `node` as the lab registers it: its pod CIDRs and
+/// its underlay addresses of the lab's pod `families` as InternalIPs (no
+/// annotations: the node's agent publishes those).
+pub fn node_object(node: &NodeRecord, families: &[u8]) -> serde_json::Value {
+    let internal: Vec<_> = node
+        .addresses
         .iter()
-        .map(|s| s.to_string())
+        .map(|a| a.addr())
+        .filter(|ip| families.contains(&crate::state::family_of(*ip)))
         .collect();
-        let (child, rec) = procs::spawn_detached(&node.netns, &weftd, &args, &paths.weftd_log)?;
-        state.nodes[idx].weftd = Some(rec);
-        state.nodes[idx].health_addr = Some(HEALTH_ADDR.to_string());
-        state.save(layout)?;
-        children.push((idx, child));
-    }
-    let deadline = Instant::now() + opts.agent_timeout;
-    for (idx, mut child) in children {
-        let node = &state.nodes[idx];
-        let paths = NodePaths::new(layout.node_dir(&node.name));
-        loop {
-            if paths.node_state.exists() {
-                break;
-            }
-            let exited = child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() >= deadline {
-                let why = match exited {
-                    Some(status) => format!("weftd exited ({status})"),
-                    None => format!("weftd did not publish it within {:?}", opts.agent_timeout),
-                };
-                return Err(LabError::Timeout(format!(
-                    "node {}: no node-state file {}: {why}; see {}:\n{}",
-                    node.name,
-                    paths.node_state.display(),
-                    paths.weftd_log.display(),
-                    procs::tail_file(&paths.weftd_log, 20)
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    Ok(())
+    objects::node(&node.name, &node.pod_cidrs, &internal)
 }
 
 /// Removes the lab: stops its servers and agents, deletes every namespace

@@ -91,6 +91,12 @@ impl Layout {
         }
     }
 
+    /// The namespace of the router joining the underlay segments (only
+    /// with more than one segment).
+    pub fn router_netns(&self) -> String {
+        format!("{}-rt", self.prefix)
+    }
+
     /// A node's namespace.
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)
@@ -158,6 +164,8 @@ mod tests {
         assert_eq!(l.prefix(), "weftlab");
         assert_eq!(l.underlay_netns(0), "weftlab-ul");
         assert_eq!(l.underlay_netns(1), "weftlab-ul1");
+        assert_eq!(l.router_netns(), "weftlab-rt");
+        assert!(l.owns_netns(&l.router_netns()));
         assert_eq!(l.node_netns("node1"), "weftlab-node1");
         assert_eq!(l.pod_netns("node1", "x", "a"), "weftlab-node1-x-a");
         assert!(l.owns_netns("weftlab-node1"));

@@ -19,6 +19,7 @@
 //! would, [`report`] and [`probe`] look at the result, [`cli`] is the
 //! command-line contract weftctl exposes.
 
+pub mod agents;
 pub mod chain;
 pub mod cli;
 pub mod cluster;

@@ -95,16 +95,24 @@ pub fn pids(name: &str) -> Result<Vec<i32>> {
 /// the namespace, so the child starts there and nothing else moves.
 pub fn spawn_in(netns: &str, cmd: &mut Command) -> Result<Child> {
     let what = format!("spawn {:?} in netns {netns}", cmd.get_program());
-    let ns = Netns::open(&path(netns)).map_err(LabError::netlink(what.clone()))?;
+    run_in(netns, &what, || {
+        cmd.spawn().map_err(LabError::io(what.clone()))
+    })
+}
+
+/// Runs `f` on a fresh thread inside namespace `netns` (sockets it opens
+/// live there); `what` names the operation in errors.
+pub fn run_in<T: Send>(netns: &str, what: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let ns = Netns::open(&path(netns)).map_err(LabError::netlink(what))?;
     std::thread::scope(|s| {
         s.spawn(|| {
-            let guard = NetnsGuard::enter(&ns).map_err(LabError::netlink(what.clone()))?;
-            let child = cmd.spawn().map_err(LabError::io(what.clone()));
-            guard.exit().map_err(LabError::netlink(what.clone()))?;
-            child
+            let guard = NetnsGuard::enter(&ns).map_err(LabError::netlink(what))?;
+            let out = f();
+            guard.exit().map_err(LabError::netlink(what))?;
+            out
         })
         .join()
-        .map_err(|_| LabError::failed(what.clone(), "the spawning thread panicked"))?
+        .map_err(|_| LabError::failed(what, "the thread inside the namespace panicked"))?
     })
 }
 

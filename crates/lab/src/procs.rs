@@ -90,14 +90,20 @@ pub fn stop(rec: &ProcRecord, grace: Duration) -> Result<()> {
     if wait_gone(rec, grace) {
         return Ok(());
     }
-    signal(rec, Signal::SIGKILL)?;
-    if wait_gone(rec, Duration::from_secs(2)) {
-        return Ok(());
+    kill_now(rec)
+}
+
+/// Ends the recorded process with SIGKILL at once (no chance to clean
+/// up: what a crash or the OOM killer does). A process that is already
+/// gone is not an error.
+pub fn kill_now(rec: &ProcRecord) -> Result<()> {
+    if signal(rec, Signal::SIGKILL)? && !wait_gone(rec, Duration::from_secs(2)) {
+        return Err(LabError::Timeout(format!(
+            "pid {} did not exit after SIGKILL",
+            rec.pid
+        )));
     }
-    Err(LabError::Timeout(format!(
-        "pid {} did not exit after SIGKILL",
-        rec.pid
-    )))
+    Ok(())
 }
 
 /// Sends `sig` if the process is still the recorded one; false when it is

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::{LabError, Result};
 use crate::layout::Layout;
 use crate::procs;
-use crate::state::LabState;
+use crate::state::{LabState, SegmentRecord};
 use crate::store::Store;
 
 /// The whole lab as `lab status --json` prints it.
@@ -30,6 +30,10 @@ pub struct Status {
     pub agent: bool,
     /// The datastore's current revision.
     pub revision: u64,
+    /// Underlay segments, in order.
+    pub segments: Vec<SegmentRecord>,
+    /// The router namespace joining the segments, when there are several.
+    pub router: Option<String>,
     /// Nodes.
     pub nodes: Vec<NodeStatus>,
     /// Pods.
@@ -44,6 +48,8 @@ pub struct NodeStatus {
     pub name: String,
     /// Its namespace.
     pub netns: String,
+    /// Its underlay segment (index into [`Status::segments`]).
+    pub segment: usize,
     /// Underlay addresses.
     pub addresses: Vec<IpNet>,
     /// Pod CIDRs.
@@ -88,6 +94,7 @@ pub fn status(layout: &Layout) -> Result<Status> {
             Ok(NodeStatus {
                 name: n.name.clone(),
                 netns: n.netns.clone(),
+                segment: n.segment,
                 addresses: n.addresses.clone(),
                 pod_cidrs: n.pod_cidrs.clone(),
                 weftd_pid: n.weftd.map(|p| p.pid),
@@ -116,6 +123,8 @@ pub fn status(layout: &Layout) -> Result<Status> {
         families: state.families.clone(),
         agent: state.agent,
         revision: store.revision()?,
+        segments: state.segments.clone(),
+        router: state.router.clone(),
         nodes,
         pods,
     })
@@ -143,6 +152,7 @@ pub fn render(s: &Status) -> String {
     let mut rows = vec![header(&[
         "NODE",
         "NETNS",
+        "SEGMENT",
         "ADDRESSES",
         "POD CIDRS",
         "WEFTD",
@@ -152,6 +162,7 @@ pub fn render(s: &Status) -> String {
         rows.push(vec![
             n.name.clone(),
             n.netns.clone(),
+            n.segment.to_string(),
             join(
                 &n.addresses
                     .iter()
@@ -215,8 +226,10 @@ pub fn table(out: &mut String, rows: &[Vec<String>]) {
     }
 }
 
-/// Waits until every node's agent reports a revision at least the
-/// datastore's current one; returns that revision.
+/// Waits until the agent of every node in the datastore reports a
+/// revision at least the datastore's current one; returns that revision.
+/// A lab node whose Node object was deleted is not part of the cluster:
+/// its agent cannot apply anything, so it is not waited for.
 pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
     let state = LabState::require(layout)?;
     if !state.agent {
@@ -230,6 +243,9 @@ pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
         let want = store.revision()?;
         let mut behind = Vec::new();
         for n in &state.nodes {
+            if store.get("Node", None, &n.name)?.is_none() {
+                continue;
+            }
             let have = store.applied_revision(&n.name)?;
             if have.is_none_or(|h| h < want) {
                 behind.push(format!(
@@ -239,13 +255,20 @@ pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
                 ));
             }
         }
-        if behind.is_empty() {
+        // An agent writes to the datastore (its annotations) before it
+        // reports the revision it read: unchanged means nobody is behind
+        // a write made while we looked.
+        if behind.is_empty() && store.revision()? == want {
             return Ok(want);
         }
         if Instant::now() >= deadline {
-            return Err(LabError::Timeout(format!(
-                "lab sync: datastore at revision {want} after {timeout:?}, but {}",
+            let why = if behind.is_empty() {
+                "it kept changing".to_string()
+            } else {
                 behind.join(", ")
+            };
+            return Err(LabError::Timeout(format!(
+                "lab sync: datastore at revision {want} after {timeout:?}, but {why}"
             )));
         }
         std::thread::sleep(Duration::from_millis(25));

@@ -27,8 +27,12 @@ pub struct LabState {
     pub agent: bool,
     /// Where the `weft` plugin, `weftd` and `weftctl` are.
     pub bin_dir: PathBuf,
-    /// Underlay segments (one now; `auto` will add a second).
+    /// Underlay segments (index = segment number); with more than one,
+    /// a router namespace joins them.
     pub segments: Vec<SegmentRecord>,
+    /// The router namespace joining the segments, once created.
+    #[serde(default)]
+    pub router: Option<String>,
     /// Nodes, in creation order.
     pub nodes: Vec<NodeRecord>,
     /// Pods, in creation order.
@@ -47,6 +51,10 @@ pub struct SegmentRecord {
     pub bridge: String,
     /// The segment's IPv4 and IPv6 subnets.
     pub subnets: Vec<IpNet>,
+    /// The router's addresses on this segment, the nodes' default
+    /// gateways (empty while the lab has one segment and no router).
+    #[serde(default)]
+    pub gateways: Vec<IpAddr>,
 }
 
 /// One node.

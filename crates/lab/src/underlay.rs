@@ -1,13 +1,18 @@
-//! The underlay: a bridge inside its own namespace (`<prefix>-ul`) and one
-//! veth per node, whose node end (`eth0`) is created directly in the node's
-//! namespace. Nothing of it ever exists in the root namespace.
+//! The underlay: L2 segments, each a bridge inside its own namespace
+//! (`<prefix>-ul`, `<prefix>-ul1`, …), and one veth per node, whose node end
+//! (`eth0`) is created directly in the node's namespace. With more than one
+//! segment a router namespace (`<prefix>-rt`) has a leg on each bridge and
+//! forwards between them, and every node has default routes through its
+//! segment's router address: nodes on one segment are L2-adjacent (host-gw
+//! works between them), nodes on different segments only reach each other
+//! routed (the `auto` backend must use VXLAN there). Nothing of it ever
+//! exists in the root namespace.
 //!
-//! Addressing: node `i` (from 1) is 172.30.0.<10+i>/24 and
-//! fd00:30::<10+i>/64 on segment 0 and owns pod CIDRs 10.244.i.0/24 and
-//! fd00:10:244:i::/64 (i in hex there, so all nodes stay inside
-//! fd00:10:244::/56). The record keeps a segment index per node, so that a
-//! second segment behind a router namespace (for the `auto` backend) can be
-//! added without changing the rest.
+//! Addressing: segment `s` is 172.30.s.0/24 and fd00:30:s::/64 (s in hex),
+//! its router leg .1 and ::1. Node `i` (from 1) sits on segment
+//! `(i - 1) % segments`, as 172.30.s.<10+i> and fd00:30:s::<10+i>, and owns
+//! pod CIDRs 10.244.i.0/24 and fd00:10:244:i::/64 (i in hex there, so all
+//! nodes stay inside fd00:10:244::/56).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -19,11 +24,19 @@ use crate::layout::Layout;
 use crate::netns;
 use crate::state::{LabState, NodeRecord, SegmentRecord};
 
-/// The most nodes a lab can have (addresses .11 to .210 of the segment).
+/// The most nodes a lab can have (addresses .11 to .210 of a segment).
 pub const MAX_NODES: usize = 200;
+
+/// The most underlay segments a lab can have: two are enough to show
+/// adjacency against routing; a few more cost only a namespace and a
+/// router leg each.
+pub const MAX_SEGMENTS: usize = 8;
 
 /// The bridge's name inside a segment's namespace.
 pub const BRIDGE: &str = "br0";
+
+/// The name of the router's port on each segment's bridge.
+const ROUTER_PORT: &str = "rt";
 
 /// The underlay MTU (veths and bridge keep the default).
 pub const UNDERLAY_MTU: u32 = 1500;
@@ -33,15 +46,42 @@ pub fn node_name(i: usize) -> String {
     format!("node{i}")
 }
 
-/// Node `i`'s underlay addresses on segment 0.
-pub fn node_addresses(i: usize) -> Vec<IpNet> {
+/// The segment node `i` (from 1) sits on: round-robin, so that with two
+/// segments every node has both an adjacent and a routed peer as soon as
+/// there are three.
+pub fn segment_of(i: usize, segments: usize) -> usize {
+    (i.max(1) - 1) % segments.max(1)
+}
+
+/// Segment `s`'s IPv4 and IPv6 subnets.
+pub fn segment_subnets(s: usize) -> Vec<IpNet> {
+    segment_hosts(s, 0, 0)
+}
+
+/// The router's addresses on segment `s` (with prefix length).
+pub fn router_addresses(s: usize) -> Vec<IpNet> {
+    segment_hosts(s, 1, 1)
+}
+
+/// Node `i`'s underlay addresses on segment `segment`.
+pub fn node_addresses(i: usize, segment: usize) -> Vec<IpNet> {
     let host = u8::try_from(10 + i).expect("at most MAX_NODES nodes");
     // The IPv6 host part reuses the IPv4 one's decimal digits (::11 for
     // .11), so both read the same in `ip addr`.
-    let v6: Ipv6Addr = format!("fd00:30::{host}").parse().expect("valid address");
+    let v6 = u16::from_str_radix(&host.to_string(), 16).expect("decimal digits are hex digits");
+    segment_hosts(segment, host, v6)
+}
+
+/// Host `v4`/`v6` of segment `s`, as /24 and /64.
+fn segment_hosts(s: usize, v4: u8, v6: u16) -> Vec<IpNet> {
+    let s8 = u8::try_from(s).expect("at most MAX_SEGMENTS segments");
     vec![
-        IpNet::new(IpAddr::V4(Ipv4Addr::new(172, 30, 0, host)), 24).expect("valid prefix"),
-        IpNet::new(IpAddr::V6(v6), 64).expect("valid prefix"),
+        IpNet::new(IpAddr::V4(Ipv4Addr::new(172, 30, s8, v4)), 24).expect("valid prefix"),
+        IpNet::new(
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x30, u16::from(s8), 0, 0, 0, 0, v6)),
+            64,
+        )
+        .expect("valid prefix"),
     ]
 }
 
@@ -59,9 +99,15 @@ pub fn pod_cidrs(i: usize, families: &[u8]) -> Vec<IpNet> {
     out
 }
 
-/// Creates segment 0 (its namespace and bridge) and records it.
-pub fn create_segment(layout: &Layout, state: &mut LabState) -> Result<()> {
-    let ns = layout.underlay_netns(0);
+/// Creates segment `index` (its namespace and bridge) and records it.
+/// Segments are created in order, before the router and the nodes.
+pub fn create_segment(layout: &Layout, state: &mut LabState, index: usize) -> Result<()> {
+    if index >= MAX_SEGMENTS || index != state.segments.len() {
+        return Err(LabError::Invalid(format!(
+            "segment {index}: segments are created in order, at most {MAX_SEGMENTS}"
+        )));
+    }
+    let ns = layout.underlay_netns(index);
     state.netns.push(ns.clone());
     state.save(layout)?;
     netns::create(&ns)?;
@@ -70,15 +116,80 @@ pub fn create_segment(layout: &Layout, state: &mut LabState) -> Result<()> {
     state.segments.push(SegmentRecord {
         netns: ns,
         bridge: BRIDGE.into(),
-        subnets: vec![
-            "172.30.0.0/24".parse().expect("valid"),
-            "fd00:30::/64".parse().expect("valid"),
-        ],
+        subnets: segment_subnets(index),
+        gateways: Vec::new(),
     });
     state.save(layout)
 }
 
-/// Creates node `i`'s namespace, attaches it to segment 0 and records it.
+/// Creates the router namespace with a leg on every segment's bridge and
+/// forwarding on (inside that namespace only), and records its addresses
+/// as each segment's gateways.
+pub fn create_router(layout: &Layout, state: &mut LabState) -> Result<()> {
+    let ns = layout.router_netns();
+    state.netns.push(ns.clone());
+    state.router = Some(ns.clone());
+    state.save(layout)?;
+    netns::create(&ns)?;
+    let handle = no_dad(&ns)?;
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        sysctl_set_in(&handle, key, "1")
+            .map_err(LabError::netlink(format!("set {key}=1 in {ns}")))?;
+    }
+    for s in 0..state.segments.len() {
+        let segment = state.segments[s].clone();
+        let leg = format!("seg{s}");
+        // Born in the router's namespace, like a node's eth0.
+        netns::ip_in(
+            &segment.netns,
+            &[
+                "link",
+                "add",
+                ROUTER_PORT,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &leg,
+                "netns",
+                &ns,
+            ],
+        )?;
+        netns::ip_in(
+            &segment.netns,
+            &["link", "set", ROUTER_PORT, "master", &segment.bridge, "up"],
+        )?;
+        let addresses = router_addresses(s);
+        for a in &addresses {
+            netns::ip_in(&ns, &["addr", "add", &a.to_string(), "dev", &leg, "nodad"])?;
+        }
+        netns::ip_in(&ns, &["link", "set", &leg, "up"])?;
+        state.segments[s].gateways = addresses.iter().map(IpNet::addr).collect();
+        state.save(layout)?;
+    }
+    Ok(())
+}
+
+/// Turns duplicate address detection off in namespace `ns` before its
+/// links exist: while the link-local address is tentative the namespace
+/// cannot resolve neighbours, and host-gw over IPv6 would lose the first
+/// second of traffic. Set on `default` too, so later links inherit it.
+fn no_dad(ns: &str) -> Result<Netns> {
+    let handle =
+        Netns::open(&netns::path(ns)).map_err(LabError::netlink(format!("open netns {ns}")))?;
+    for key in [
+        "net.ipv6.conf.all.accept_dad",
+        "net.ipv6.conf.default.accept_dad",
+    ] {
+        sysctl_set_in(&handle, key, "0")
+            .map_err(LabError::netlink(format!("set {key}=0 in {ns}")))?;
+    }
+    Ok(handle)
+}
+
+/// Creates node `i`'s namespace, attaches it to its segment (see
+/// [`segment_of`]) with default routes through the segment's gateways,
+/// and records it.
 pub fn create_node(layout: &Layout, state: &mut LabState, i: usize) -> Result<NodeRecord> {
     if i == 0 || i > MAX_NODES {
         return Err(LabError::Invalid(format!(
@@ -87,27 +198,16 @@ pub fn create_node(layout: &Layout, state: &mut LabState, i: usize) -> Result<No
     }
     let name = node_name(i);
     let ns = layout.node_netns(&name);
+    let index = segment_of(i, state.segments.len());
     let segment = state
         .segments
-        .first()
+        .get(index)
         .cloned()
-        .ok_or_else(|| LabError::Invalid("the underlay segment does not exist".into()))?;
+        .ok_or_else(|| LabError::Invalid(format!("underlay segment {index} does not exist")))?;
     state.netns.push(ns.clone());
     state.save(layout)?;
     netns::create(&ns)?;
-    // No duplicate address detection on the lab's own segment: while the
-    // link-local address is tentative the node cannot resolve neighbours,
-    // and host-gw over IPv6 would lose the first second of traffic. Set
-    // before eth0 exists, so eth0 inherits it from `default`.
-    let handle =
-        Netns::open(&netns::path(&ns)).map_err(LabError::netlink(format!("open netns {ns}")))?;
-    for key in [
-        "net.ipv6.conf.all.accept_dad",
-        "net.ipv6.conf.default.accept_dad",
-    ] {
-        sysctl_set_in(&handle, key, "0")
-            .map_err(LabError::netlink(format!("set {key}=0 in {ns}")))?;
-    }
+    no_dad(&ns)?;
     let port = format!("veth{i}");
     // Created in the segment's namespace with its peer born in the node's:
     // the pair never passes through the root namespace.
@@ -121,16 +221,22 @@ pub fn create_node(layout: &Layout, state: &mut LabState, i: usize) -> Result<No
         &segment.netns,
         &["link", "set", &port, "master", &segment.bridge, "up"],
     )?;
-    let addresses = node_addresses(i);
+    let addresses = node_addresses(i, index);
     for a in &addresses {
         let a = a.to_string();
         netns::ip_in(&ns, &["addr", "add", &a, "dev", "eth0", "nodad"])?;
     }
     netns::ip_in(&ns, &["link", "set", "eth0", "up"])?;
+    // Peers on other segments are reached through the router; `ip` takes
+    // the family from the gateway's address.
+    for gw in &segment.gateways {
+        let gw = gw.to_string();
+        netns::ip_in(&ns, &["route", "add", "default", "via", &gw, "dev", "eth0"])?;
+    }
     let node = NodeRecord {
         name,
         netns: ns,
-        segment: 0,
+        segment: index,
         addresses,
         pod_cidrs: pod_cidrs(i, &state.families),
         weftd: None,
@@ -148,10 +254,31 @@ mod tests {
     #[test]
     fn addressing_follows_the_plan() {
         assert_eq!(
-            node_addresses(1),
+            node_addresses(1, 0),
             vec![
                 "172.30.0.11/24".parse::<IpNet>().unwrap(),
                 "fd00:30::11/64".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            node_addresses(2, 1),
+            vec![
+                "172.30.1.12/24".parse::<IpNet>().unwrap(),
+                "fd00:30:1::12/64".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            router_addresses(1),
+            vec![
+                "172.30.1.1/24".parse::<IpNet>().unwrap(),
+                "fd00:30:1::1/64".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            segment_subnets(0),
+            vec![
+                "172.30.0.0/24".parse::<IpNet>().unwrap(),
+                "fd00:30::/64".parse().unwrap()
             ]
         );
         assert_eq!(
@@ -167,6 +294,20 @@ mod tests {
         );
         let cluster: IpNet = "fd00:10:244::/56".parse().unwrap();
         assert!(cluster.contains(&pod_cidrs(MAX_NODES, &[6])[0]));
-        assert_eq!(node_addresses(MAX_NODES)[0].to_string(), "172.30.0.210/24");
+        assert_eq!(
+            node_addresses(MAX_NODES, 0)[0].to_string(),
+            "172.30.0.210/24"
+        );
+        assert_eq!(
+            node_addresses(MAX_NODES, MAX_SEGMENTS - 1)[1].to_string(),
+            "fd00:30:7::210/64"
+        );
+    }
+
+    #[test]
+    fn nodes_alternate_between_segments() {
+        let of = |n| (1..=4).map(|i| segment_of(i, n)).collect::<Vec<_>>();
+        assert_eq!(of(1), [0, 0, 0, 0]);
+        assert_eq!(of(2), [0, 1, 0, 1]);
     }
 }

@@ -10,58 +10,23 @@
 //! through symlinks of those names: the plugin code is exactly the `weft`
 //! binary's, without depending on another package's build.
 
-use std::net::IpAddr;
-use std::os::unix::fs::symlink;
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use clap::Parser;
+use common::{Lab, bin_dir, ipam_held, opts, own_netns, pod};
 use weft_lab::cli::{LabArgs, LabCmd};
-use weft_lab::cluster::{self, UpOpts};
-use weft_lab::kubelet::{self, PodSpec};
+use weft_lab::cluster;
+use weft_lab::kubelet;
 use weft_lab::layout::NodePaths;
-use weft_lab::model::ModelKind;
 use weft_lab::probe::{self, ProbeQuery};
 use weft_lab::store::Store;
-use weft_lab::{LabState, Layout, netns, procs, report};
+use weft_lab::{LabState, netns, procs, report};
 use weft_model::Protocol;
-use weft_testkit::TempDir;
-
-#[derive(Parser)]
-struct Weftctl {
-    #[command(subcommand)]
-    cmd: Top,
-}
-
-#[derive(clap::Subcommand)]
-enum Top {
-    Lab(LabArgs),
-}
 
 fn main() {
-    let argv0 = std::env::args().next().unwrap_or_default();
-    match Path::new(&argv0).file_name().and_then(|n| n.to_str()) {
-        Some("weft") => std::process::exit(weft_cni::plugin::run()),
-        Some("weftctl") => {
-            let Top::Lab(args) = Weftctl::parse().cmd;
-            match weft_lab::run_lab(args) {
-                Ok(code) => std::process::exit(code),
-                Err(e) => {
-                    eprintln!("weftctl: {e:#}");
-                    std::process::exit(1)
-                }
-            }
-        }
-        _ => {}
-    }
-    if !weft_testkit::privileged("lab_e2e") {
-        return;
-    }
-    if !Path::new("/usr/lib/cni/tuning").exists() {
-        if std::env::var_os(weft_testkit::REQUIRE_PRIVILEGED_ENV).is_some() {
-            panic!("lab_e2e: needs the reference plugins in /usr/lib/cni");
-        }
-        eprintln!("\n*** SKIPPED lab_e2e: needs the reference tuning plugin in /usr/lib/cni ***\n");
+    common::dispatch_argv0();
+    if !common::preflight("lab_e2e") {
         return;
     }
     failed_up_leaves_nothing();
@@ -70,69 +35,16 @@ fn main() {
     println!("test same_node_lab ... ok");
 }
 
-/// Removes the lab on drop, also when an assertion fails.
-struct Lab {
-    layout: Layout,
-    _state: TempDir,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        let state = TempDir::new(tag).unwrap();
-        Lab {
-            layout: Layout::new(state.path().join("lab")),
-            _state: state,
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Err(e) = cluster::down(&self.layout) {
-            eprintln!("lab_e2e: cleanup of {}: {e}", self.layout.root().display());
-        }
-    }
-}
-
-/// A directory where `weft` and `weftctl` are this test binary.
-fn bin_dir(extra: &[(&str, &str)]) -> TempDir {
-    let dir = TempDir::new("lab-bin").unwrap();
-    let me = std::env::current_exe().unwrap();
-    for name in ["weft", "weftctl"] {
-        symlink(&me, dir.path().join(name)).unwrap();
-    }
-    for (name, script) in extra {
-        let path = dir.path().join(name);
-        std::fs::write(&path, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    dir
-}
-
-fn opts(bin: &Path, agent: bool) -> UpOpts {
-    UpOpts {
-        nodes: 2,
-        backend: "vxlan".into(),
-        families: vec![4, 6],
-        model: ModelKind::None,
-        agent,
-        bin_dir: bin.to_path_buf(),
-        agent_timeout: Duration::from_secs(10),
-    }
-}
-
-fn own_netns(layout: &Layout) -> Vec<String> {
-    netns::list(|n| layout.owns_netns(n)).unwrap()
-}
-
 /// An agent that dies at once: `up` must fail naming the node and its log,
 /// and remove everything it built.
 fn failed_up_leaves_nothing() {
-    let bin = bin_dir(&[(
-        "weftd",
-        "#!/bin/sh\necho 'weftd: cannot start' >&2\nexit 3\n",
-    )]);
+    let bin = bin_dir(
+        &[(
+            "weftd",
+            "#!/bin/sh\necho 'weftd: cannot start' >&2\nexit 3\n",
+        )],
+        &[],
+    );
     let lab = Lab::new("lab-e2e-failed");
     let err = cluster::up(&lab.layout, &opts(bin.path(), true))
         .unwrap_err()
@@ -149,18 +61,8 @@ fn failed_up_leaves_nothing() {
     assert!(!lab.layout.root().exists(), "state removed");
 }
 
-fn pod(ns: &str, name: &str, node: &str) -> PodSpec {
-    PodSpec {
-        namespace: ns.into(),
-        name: name.into(),
-        node: Some(node.into()),
-        labels: [("pod".to_string(), name.to_string())].into(),
-        ports: vec![(Protocol::Tcp, 80), (Protocol::Udp, 80)],
-    }
-}
-
 fn same_node_lab() {
-    let bin = bin_dir(&[]);
+    let bin = bin_dir(&[], &[]);
     let lab = Lab::new("lab-e2e");
     let layout = &lab.layout;
     let mut state = cluster::up(layout, &opts(bin.path(), false)).unwrap();
@@ -269,14 +171,7 @@ fn same_node_lab() {
     assert!(!procs::alive(&b.server.unwrap()));
     assert!(!netns::exists(&b.netns));
     assert!(store.get("Pod", Some("x"), "b").unwrap().is_none());
-    let ipam =
-        weft_ipam::Store::open(&NodePaths::new(layout.node_dir("node1")).ipam, "weft").unwrap();
-    let held: Vec<IpAddr> = ipam
-        .list()
-        .unwrap()
-        .into_iter()
-        .flat_map(|r| r.ips)
-        .collect();
+    let held = ipam_held(layout, "node1");
     for ip in &b.ips {
         assert!(!held.contains(ip), "{ip} still reserved: {held:?}");
     }
