@@ -131,7 +131,78 @@ fn auto_over_two_segments(bin: &Path) {
             }
         })
     });
+    step("auto/masquerade", || masquerade(layout));
     step("auto/down_leaves_nothing", || down_leaves_nothing(layout));
+}
+
+/// Pod traffic leaving the cluster's pod CIDRs is masqueraded to the node's
+/// underlay address; pod-to-pod traffic keeps the pod's own address. The
+/// router namespace plays a host outside the cluster: an echo server there
+/// reports the source address it sees.
+fn masquerade(layout: &Layout) {
+    let state = LabState::require(layout).unwrap();
+    let router = state.router.clone().expect("two segments have a router");
+    let port = 8099;
+    let server = netns::run_in(&router, "start an external echo server", || {
+        weft_probe::Server::start(&weft_probe::ServeOpts::new(vec![(Protocol::Tcp, port)]))
+            .map_err(|e| weft_lab::LabError::failed("start server", e.to_string()))
+    })
+    .unwrap();
+    let opts = weft_probe::ProbeOpts {
+        timeout: Duration::from_secs(3),
+    };
+    for pod in &state.pods {
+        let node = state.node(&pod.node).unwrap();
+        let gateway = state.segments[node.segment].gateways[0];
+        let netns_path = Path::new("/run/netns").join(&pod.netns);
+        let out = weft_probe::probe(
+            &weft_probe::Target {
+                netns: Some(netns_path.clone()),
+                address: gateway,
+                port,
+                protocol: Protocol::Tcp,
+            },
+            &opts,
+        );
+        assert!(
+            out.connected,
+            "{}/{} -> external {gateway}: {out:?}",
+            pod.namespace, pod.name
+        );
+        let seen = out.peer_seen.unwrap_or_default();
+        let node_ip = node
+            .addresses
+            .iter()
+            .find(|a| a.addr().is_ipv4())
+            .unwrap()
+            .addr();
+        assert!(
+            seen.starts_with(&format!("{node_ip}:")),
+            "{}/{} reached the outside as {seen}, not as its node {node_ip}",
+            pod.namespace,
+            pod.name
+        );
+    }
+    // Inside the cluster the source is the pod itself.
+    let (a, b) = (&state.pods[0], &state.pods[1]);
+    let target = b.ips.iter().copied().find(IpAddr::is_ipv4).unwrap();
+    let out = weft_probe::probe(
+        &weft_probe::Target {
+            netns: Some(Path::new("/run/netns").join(&a.netns)),
+            address: target,
+            port: 80,
+            protocol: Protocol::Tcp,
+        },
+        &opts,
+    );
+    let own = a.ips.iter().copied().find(IpAddr::is_ipv4).unwrap();
+    assert!(
+        out.peer_seen
+            .as_deref()
+            .is_some_and(|s| s.starts_with(&format!("{own}:"))),
+        "pod-to-pod traffic was rewritten: {out:?}"
+    );
+    server.stop().unwrap();
 }
 
 /// `lab up` with three dual-stack nodes and the netpol model (nine pods,
