@@ -7,4 +7,10 @@
 //! also on failure and on SIGINT/SIGTERM/SIGHUP.
 
 pub mod cni;
+pub mod iperf;
+pub mod lab_up;
+pub mod labs;
+pub mod machine;
 pub mod stats;
+pub mod supervise;
+pub mod throughput;

@@ -1,4 +1,5 @@
-//! Latency summaries: nearest-rank percentiles over raw samples.
+//! Summaries of raw samples: nearest-rank percentiles for latencies, median
+//! and range for a few repeated runs.
 
 use std::time::Duration;
 
@@ -54,6 +55,45 @@ impl Summary {
             max_ms: round3(*ms.last()?),
         })
     }
+}
+
+/// Median, min and max of a few repeated measurements (throughput runs,
+/// lab bring-ups), in the samples' own unit. The median is the nearest-rank
+/// one, so it is always a run that happened: with an even count, the lower
+/// of the two middle runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// Number of samples.
+    pub runs: usize,
+    /// Median (nearest rank).
+    pub median: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+impl Spread {
+    /// Summarises `samples`, rounded to 3 decimals; `None` when there are
+    /// none or one is not a number.
+    pub fn of(samples: &[f64]) -> Option<Spread> {
+        if samples.iter().any(|x| x.is_nan()) {
+            return None;
+        }
+        let mut xs = samples.to_vec();
+        xs.sort_by(f64::total_cmp);
+        Some(Spread {
+            runs: xs.len(),
+            median: round3(nearest_rank(&xs, 50.0)?),
+            min: round3(*xs.first()?),
+            max: round3(*xs.last()?),
+        })
+    }
+}
+
+/// `num / den` rounded to 3 decimals; `None` when `den` is not positive.
+pub fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den > 0.0 && num.is_finite()).then(|| round3(num / den))
 }
 
 /// Rounds to microseconds when expressed in milliseconds: finer digits are
@@ -117,5 +157,24 @@ mod tests {
         assert_eq!(s.min_ms, 1.0);
         assert_eq!(s.max_ms, 5.0);
         assert_eq!(Summary::of(&[]), None);
+    }
+
+    #[test]
+    fn spread_takes_the_middle_run() {
+        let s = Spread::of(&[9.1234, 7.0, 8.5]).unwrap();
+        assert_eq!((s.runs, s.median, s.min, s.max), (3, 8.5, 7.0, 9.123));
+        // Even count: the lower middle run, not an average nobody measured.
+        assert_eq!(Spread::of(&[4.0, 1.0, 3.0, 2.0]).unwrap().median, 2.0);
+        assert_eq!(Spread::of(&[5.0]).unwrap().median, 5.0);
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[1.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn ratio_needs_a_positive_denominator() {
+        assert_eq!(ratio(9.5, 10.0), Some(0.95));
+        assert_eq!(ratio(2.0, 3.0), Some(0.667));
+        assert_eq!(ratio(1.0, 0.0), None);
+        assert_eq!(ratio(f64::NAN, 1.0), None);
     }
 }

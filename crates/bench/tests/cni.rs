@@ -9,32 +9,22 @@ use std::sync::Mutex;
 use serde_json::Value;
 use weft_bench::cni::{CniBenchOpts, run};
 
+mod common;
+use common::{can_run, root_state};
+
 /// The tests below compare the root namespace before and after a run, so
 /// they must not overlap.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn reference_plugins(test: &str) -> bool {
-    if !weft_testkit::privileged(test) {
-        return false;
-    }
-    if Path::new("/usr/lib/cni/bridge").exists() && Path::new("/usr/lib/cni/host-local").exists() {
-        return true;
-    }
-    if std::env::var_os(weft_testkit::REQUIRE_PRIVILEGED_ENV).is_some() {
-        panic!("{test}: needs containernetworking-plugins in /usr/lib/cni");
-    }
-    eprintln!("\n*** SKIPPED {test}: needs containernetworking-plugins in /usr/lib/cni ***\n");
-    false
-}
-
-/// What must be unchanged in the root namespace: its links and addresses,
-/// and no namespace of this process left behind.
-fn root_state() -> (String, String) {
-    let out = |args: &[&str]| {
-        let o = Command::new("ip").args(args).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
+    let present =
+        Path::new("/usr/lib/cni/bridge").exists() && Path::new("/usr/lib/cni/host-local").exists();
+    let missing = if present {
+        Vec::new()
+    } else {
+        vec!["containernetworking-plugins in /usr/lib/cni".to_string()]
     };
-    (out(&["-o", "link", "show"]), out(&["-o", "addr", "show"]))
+    can_run(test, &missing)
 }
 
 fn own_namespaces() -> Vec<String> {

@@ -51,6 +51,37 @@ enum Bench {
         #[arg(long)]
         only_reference: bool,
     },
+    /// TCP throughput (iperf3): pod to pod on one node and across nodes with
+    /// vxlan and host-gw, against node to node over the underlay.
+    Throughput {
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Parallel TCP streams.
+        #[arg(long, default_value_t = 1)]
+        parallel: u32,
+        /// Runs per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also measure every case over IPv6.
+        #[arg(long)]
+        ipv6: bool,
+    },
+    /// `lab up` wall-clock to pods serving and agents synced, and `lab down`.
+    LabUp {
+        /// Nodes per lab.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Namespaces and pods to create.
+        #[arg(long, value_enum, default_value_t = weft_lab::model::ModelKind::Netpol)]
+        model: weft_lab::model::ModelKind,
+        /// Labs to bring up and down.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// weftd's backend.
+        #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "auto"])]
+        backend: String,
+    },
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -83,6 +114,40 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let report = weft_bench::cni::run(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            0
+        }
+        Cmd::Bench(Bench::Throughput {
+            seconds,
+            parallel,
+            runs,
+            ipv6,
+        }) => {
+            let opts = weft_bench::throughput::ThroughputOpts {
+                seconds,
+                parallel,
+                runs,
+                ipv6,
+                ..Default::default()
+            };
+            let report = weft_bench::throughput::run(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            0
+        }
+        Cmd::Bench(Bench::LabUp {
+            nodes,
+            model,
+            runs,
+            backend,
+        }) => {
+            let opts = weft_bench::lab_up::LabUpOpts {
+                nodes,
+                model,
+                runs,
+                backend,
+                ..Default::default()
+            };
+            let report = weft_bench::lab_up::run(&opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             0
         }

@@ -9,11 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::supervise::{Handle, Killed};
+use crate::supervise::{Handle, Killed};
 
 /// One plugin as a runtime sees it: the network config and where it lives.
 #[derive(Debug)]
@@ -153,23 +152,9 @@ pub fn invoke(
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&input);
     }
-    let mut stdout = Vec::new();
-    let read = child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
-    // Wait for the exit without reaping, so the PID stays ours until the
-    // watchdog is disarmed; then reap.
-    let waited = loop {
-        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => break other,
-        }
-    };
-    let elapsed = start.elapsed();
-    let killed = sup.disarm();
-    let status = child.wait().context("wait for plugin")?;
-    waited.context("waitid")?;
-    if let Some(Err(e)) = read {
-        return Err(e).context("read plugin stdout");
-    }
+    let finished = sup.collect(&mut child)?;
+    let (elapsed, killed, status) = (finished.exited - start, finished.killed, finished.status);
+    let stdout = finished.stdout;
 
     let what = format!(
         "{} {} (container {})",

@@ -11,7 +11,6 @@
 
 mod invoke;
 mod setup;
-mod supervise;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,9 +20,9 @@ use nix::sched::{CloneFlags, setns};
 use serde_json::{Value, json};
 
 use crate::stats::{Summary, round3};
+use crate::supervise::{Handle, Supervisor};
 use invoke::{Attachment, Op, Plugin, invoke};
 use setup::{Side, WorkDir, require_executable};
-use supervise::{Handle, Supervisor};
 
 /// The fewest pods a run may time: below this p99 is not a tail.
 pub const MIN_PODS: usize = 100;
@@ -325,7 +324,7 @@ fn report(
         "warmup": opts.warmup,
         "order": "interleaved per pod, alternating which side goes first; ADDs for all pods, then DELs",
         "timing": "wall time per plugin process, spawn to exit, plugin run in a node netns via a setns'd spawning thread",
-        "machine": setup::machine(),
+        "machine": crate::machine::machine(),
         "data_dir_fs": setup::fs_type(work.path()),
         "weft": weft.map(|(add, del)| json!({
             "bin": weft_bin,

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 use weft_testkit::NetNs;
 
 use super::invoke::{Attachment, Plugin};
@@ -123,21 +123,6 @@ pub fn require_executable(path: &Path, what: &str) -> Result<()> {
         bail!("{what}: {} is not an executable file", path.display());
     }
     Ok(())
-}
-
-/// Kernel release, CPUs available to this process, CPU model.
-pub fn machine() -> Value {
-    let kernel = nix::sys::utsname::uname()
-        .ok()
-        .map(|u| u.release().to_string_lossy().into_owned());
-    let nproc = std::thread::available_parallelism().ok().map(|n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    });
-    json!({ "kernel": kernel, "nproc": nproc, "cpu": cpu })
 }
 
 /// The filesystem type of `path` (the plugins' dataDirs live there, and
