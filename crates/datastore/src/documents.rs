@@ -3,6 +3,7 @@
 //! validating the kinds weft models.
 
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as networking;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -123,7 +124,8 @@ pub(crate) fn identify(index: usize, doc: &mut Value) -> Result<ObjectKey> {
 
 /// Identifies, normalises and validates a document for writing: the
 /// stored `resourceVersion` is dropped (the transaction stamps its own), and
-/// `v1` Nodes, Namespaces and Pods must convert into the model, so that a
+/// `v1` Nodes, Namespaces, Pods and `networking.k8s.io/v1` NetworkPolicies
+/// must convert into the model, so that a
 /// bad manifest is refused with a precise error at `apply` time instead of
 /// showing up later as a rejected object in every agent's snapshot.
 pub(crate) fn prepare(index: usize, mut doc: Value) -> Result<Prepared> {
@@ -146,6 +148,7 @@ pub(crate) fn check_model(doc: &Value) -> Result<(), String> {
             convert::<core::Namespace, weft_model::Namespace>(doc).map(drop)
         }
         Some(ModelKind::Pod) => convert::<core::Pod, weft_model::Pod>(doc).map(drop),
+        Some(ModelKind::NetworkPolicy) => network_policy(doc).map(drop),
         None => Ok(()),
     }
 }
@@ -156,20 +159,32 @@ pub(crate) enum ModelKind {
     Node,
     Namespace,
     Pod,
+    NetworkPolicy,
 }
 
-/// Which model type a document converts into, if any (`v1` only: another
-/// group's `Node` is not a Kubernetes node).
+/// The API version of the NetworkPolicy weft models; other versions (a
+/// CRD of the same kind in another group) are not Kubernetes policies.
+const NETWORKING_V1: &str = "networking.k8s.io/v1";
+
+/// Which model type a document converts into, if any (by group and version
+/// as well as kind: another group's `Node` is not a Kubernetes node).
 pub(crate) fn model_kind(doc: &Value) -> Option<ModelKind> {
-    if doc.get("apiVersion").and_then(Value::as_str) != Some("v1") {
-        return None;
-    }
-    match doc.get("kind").and_then(Value::as_str)? {
-        "Node" => Some(ModelKind::Node),
-        "Namespace" => Some(ModelKind::Namespace),
-        "Pod" => Some(ModelKind::Pod),
+    let api_version = doc.get("apiVersion").and_then(Value::as_str)?;
+    match (api_version, doc.get("kind").and_then(Value::as_str)?) {
+        ("v1", "Node") => Some(ModelKind::Node),
+        ("v1", "Namespace") => Some(ModelKind::Namespace),
+        ("v1", "Pod") => Some(ModelKind::Pod),
+        (NETWORKING_V1, "NetworkPolicy") => Some(ModelKind::NetworkPolicy),
         _ => None,
     }
+}
+
+/// Decodes and validates a NetworkPolicy document, the error naming the
+/// failing field (`spec.ingress[0].ports[1].port: ...`). Through
+/// [`convert`] rather than `NetworkPolicy::from_value`, whose decode error
+/// names a document index that means nothing here.
+pub(crate) fn network_policy(doc: &Value) -> Result<weft_model::NetworkPolicy, String> {
+    convert::<networking::NetworkPolicy, _>(doc)
 }
 
 /// Decodes a document as the Kubernetes type `K` and converts it into the

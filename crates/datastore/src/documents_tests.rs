@@ -103,6 +103,41 @@ fn other_groups_kinds_are_not_modelled() {
     let doc = json!({"apiVersion": "example.com/v1", "kind": "Node", "metadata": {"name": "n"},
                      "spec": {"podCIDRs": "whatever"}});
     assert!(prepare(0, doc).is_ok());
+    let doc = json!({"apiVersion": "example.com/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "n"}, "spec": {"podSelector": "whatever"}});
+    assert!(prepare(0, doc).is_ok());
+}
+
+#[test]
+fn network_policies_are_validated_with_the_field_named() {
+    let policy = |spec: serde_json::Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "p", "namespace": "x"}, "spec": spec})
+    };
+    assert!(prepare(0, policy(json!({"podSelector": {}}))).is_ok());
+    let cases = [
+        (
+            json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+            "spec.podSelector",
+        ),
+        (
+            json!({"podSelector": {}, "egress": [{"ports": [{"protocol": "ICMP"}]}]}),
+            "spec.egress[0].ports[0].protocol",
+        ),
+        (
+            json!({"podSelector": {}, "policyTypes": ["Sideways"]}),
+            "policyTypes",
+        ),
+        (json!({"podSelector": 7}), "decode"),
+    ];
+    for (spec, want) in cases {
+        let err = prepare(2, policy(spec.clone())).unwrap_err().to_string();
+        assert!(
+            err.starts_with("document 2: NetworkPolicy/x/p"),
+            "{spec}: {err}"
+        );
+        assert!(err.contains(want), "{spec}: {err} lacks {want:?}");
+    }
 }
 
 #[test]

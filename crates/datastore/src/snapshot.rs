@@ -22,8 +22,12 @@ pub struct Snapshot {
     pub namespaces: Vec<weft_model::Namespace>,
     /// `v1` Pods, sorted by namespace then name.
     pub pods: Vec<weft_model::Pod>,
-    /// Every other object (NetworkPolicy, Service, EndpointSlice, ...),
-    /// raw, sorted by kind directory, namespace, name.
+    /// `networking.k8s.io/v1` NetworkPolicies, validated, sorted by
+    /// namespace then name. One that fails validation is in
+    /// [`Self::rejected`] and leaves every other policy in force.
+    pub policies: Vec<weft_model::NetworkPolicy>,
+    /// Every other object (Service, EndpointSlice, ...), raw, sorted by
+    /// kind directory, namespace, name.
     pub others: Vec<Value>,
     /// Objects left out, as (`Kind/namespace/name` or the file's path when
     /// its content names no object, error): a bad object never disturbs
@@ -102,6 +106,9 @@ impl Snapshot {
             }
             Some(ModelKind::Pod) => {
                 documents::convert::<core::Pod, _>(&doc).map(|p| self.pods.push(p))
+            }
+            Some(ModelKind::NetworkPolicy) => {
+                documents::network_policy(&doc).map(|p| self.policies.push(p))
             }
             None => {
                 self.others.push(doc);

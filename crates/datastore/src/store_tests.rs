@@ -128,6 +128,30 @@ fn an_invalid_document_rejects_the_whole_call() {
 }
 
 #[test]
+fn an_invalid_network_policy_is_refused_at_apply_naming_the_field() {
+    let (dir, ds) = store();
+    let text = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: ok, namespace: x}
+spec: {podSelector: {}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: bad, namespace: x}
+spec:
+  podSelector: {}
+  ingress: [{ports: [{port: 70000}]}]
+";
+    let err = ds.apply_text(text).unwrap_err().to_string();
+    assert!(err.starts_with("document 1: "), "{err}");
+    assert!(err.contains("x/bad"), "{err}");
+    assert!(err.contains("spec.ingress[0].ports[0].port"), "{err}");
+    assert_eq!(ds.revision().unwrap(), 0);
+    assert!(!dir.path().join("objects").join("networkpolicies").exists());
+}
+
+#[test]
 fn replacing_keeps_reported_status() {
     let (_dir, ds) = store();
     ds.apply(vec![pod("p", json!({}))]).unwrap();
@@ -276,6 +300,15 @@ fn snapshot_converts_and_reports_rejected_objects() {
     bad["status"] = json!({"podIP": "not-an-ip"});
     fs::write(pods.join("bad.json"), bad.to_string()).unwrap();
     fs::write(pods.join("torn.json"), "{").unwrap();
+    // A policy the API server would refuse, written by hand: it is left
+    // out alone, the valid policy stays in force.
+    let policies = dir.path().join("objects/networkpolicies/shop");
+    let bad_policy = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "bad-cidr", "namespace": "shop"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]},
+    });
+    fs::write(policies.join("bad-cidr.json"), bad_policy.to_string()).unwrap();
     fs::write(
         pods.join("elsewhere.json"),
         pod("moved", json!({})).to_string(),
@@ -292,16 +325,19 @@ fn snapshot_converts_and_reports_rejected_objects() {
     assert_eq!((web.namespace.as_str(), web.name.as_str()), ("shop", "web"));
     assert_eq!(web.ips[0].to_string(), "10.244.1.5");
     assert!(web.ready);
-    assert_eq!(snap.others.len(), 1);
-    assert_eq!(snap.others[0]["kind"], "NetworkPolicy");
+    assert!(snap.others.is_empty(), "{:?}", snap.others);
+    assert_eq!(snap.policies.len(), 1);
+    assert_eq!(snap.policies[0].key(), "shop/deny");
+    assert!(snap.policies[0].policy_types.ingress);
 
     let rejected: Vec<_> = snap
         .rejected
         .iter()
         .map(|(what, _)| what.as_str())
         .collect();
-    assert_eq!(rejected.len(), 3, "{:?}", snap.rejected);
+    assert_eq!(rejected.len(), 4, "{:?}", snap.rejected);
     assert!(rejected.contains(&"Pod/shop/bad"));
+    assert!(rejected.contains(&"NetworkPolicy/shop/bad-cidr"));
     assert!(rejected.contains(&"Pod/default/moved"));
     assert!(rejected.iter().any(|w| w.ends_with("torn.json")));
     let why = &snap
@@ -311,4 +347,14 @@ fn snapshot_converts_and_reports_rejected_objects() {
         .unwrap()
         .1;
     assert!(why.contains("status.podIP"), "{why}");
+    let why = &snap
+        .rejected
+        .iter()
+        .find(|(w, _)| w == "NetworkPolicy/shop/bad-cidr")
+        .unwrap()
+        .1;
+    assert!(
+        why.contains("spec.ingress[0].from[0].ipBlock.cidr"),
+        "{why}"
+    );
 }

@@ -474,7 +474,7 @@ fn exec(state: &LabState, pod: &str, command: &[String]) -> Result<i32> {
 
 /// Writes `text` to stdout. A reader that went away (`| head`) is not an
 /// error worth a panic: the command's work is done, the output unwanted.
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -487,7 +487,7 @@ fn emit_line(text: &str) -> Result<()> {
     emit(&format!("{text}\n"))
 }
 
-fn split_pod(key: &str) -> Result<(String, String)> {
+pub(crate) fn split_pod(key: &str) -> Result<(String, String)> {
     match key.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((ns.to_string(), name.to_string()))

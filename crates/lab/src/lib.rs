@@ -16,8 +16,9 @@
 //! The modules follow the lab's roles: [`underlay`] and [`cluster`] build
 //! and remove it, [`kubelet`] starts and stops pods through [`chain`] (the
 //! libcni part), [`store`] writes the datastore as the API server's clients
-//! would, [`report`] and [`probe`] look at the result, [`cli`] is the
-//! command-line contract weftctl exposes.
+//! would, [`report`] and [`probe`] look at the result, [`netpol`] sets the
+//! NetworkPolicy evaluator against it (`policy explain`, the differential
+//! harness), [`cli`] is the command-line contract weftctl exposes.
 
 pub mod agents;
 pub mod chain;
@@ -28,6 +29,7 @@ pub mod kubelet;
 pub mod layout;
 pub mod model;
 pub mod netns;
+pub mod netpol;
 pub mod objects;
 pub mod probe;
 pub mod procs;
@@ -39,4 +41,5 @@ pub mod underlay;
 pub use cli::{ApplyArgs, LabArgs, LabCmd, LabelArgs, run_apply, run_delete, run_lab, run_label};
 pub use error::{LabError, Result};
 pub use layout::Layout;
+pub use netpol::{PolicyArgs, run_policy};
 pub use state::LabState;

@@ -2,6 +2,7 @@
 //! in parallel, from inside the client pod's namespace.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::json;
@@ -40,8 +41,25 @@ fn select<'a>(state: &'a LabState, keys: &[String]) -> Result<Vec<&'a PodRecord>
     keys.iter().map(|k| state.pod(k)).collect()
 }
 
-/// Runs the probes; one record per (family, from, to), in that order.
-pub fn probe(state: &LabState, q: &ProbeQuery) -> Result<Vec<ProbeRecord>> {
+/// One cell of a probe matrix: a client, a server and the server's
+/// address of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell<'a> {
+    /// The client pod.
+    pub from: &'a PodRecord,
+    /// The server pod.
+    pub to: &'a PodRecord,
+    /// 4 or 6.
+    pub family: u8,
+    /// The server's address of that family.
+    pub address: IpAddr,
+}
+
+/// The cells `q` asks for, one per (family, from, to) in that order: what
+/// [`probe`] probes and what the policy harness predicts, so both cover
+/// exactly the same cells. A server without an address of a family is
+/// left out when the query names no family, and an error when it does.
+pub fn cells<'a>(state: &'a LabState, q: &ProbeQuery) -> Result<Vec<Cell<'a>>> {
     let from = select(state, &q.from)?;
     let to = select(state, &q.to)?;
     let families = if q.families.is_empty() {
@@ -49,8 +67,7 @@ pub fn probe(state: &LabState, q: &ProbeQuery) -> Result<Vec<ProbeRecord>> {
     } else {
         q.families.clone()
     };
-    let mut pairs = Vec::new();
-    let mut targets = Vec::new();
+    let mut out = Vec::new();
     for family in families {
         for client in &from {
             for server in &to {
@@ -63,22 +80,36 @@ pub fn probe(state: &LabState, q: &ProbeQuery) -> Result<Vec<ProbeRecord>> {
                         server.key()
                     )));
                 };
-                pairs.push((client.key(), server.key()));
-                targets.push(Target {
-                    netns: Some(netns::path(&client.netns)),
+                out.push(Cell {
+                    from: client,
+                    to: server,
+                    family,
                     address,
-                    port: q.port,
-                    protocol: q.protocol,
                 });
             }
         }
     }
+    Ok(out)
+}
+
+/// Runs the probes; one record per (family, from, to), in that order.
+pub fn probe(state: &LabState, q: &ProbeQuery) -> Result<Vec<ProbeRecord>> {
+    let cells = cells(state, q)?;
+    let targets: Vec<Target> = cells
+        .iter()
+        .map(|c| Target {
+            netns: Some(netns::path(&c.from.netns)),
+            address: c.address,
+            port: q.port,
+            protocol: q.protocol,
+        })
+        .collect();
     let results = weft_probe::probe_many(&targets, &ProbeOpts { timeout: q.timeout }, PARALLELISM);
-    Ok(pairs
-        .into_iter()
+    Ok(cells
+        .iter()
         .zip(&targets)
         .zip(&results)
-        .map(|(((f, t), target), result)| ProbeRecord::new(f, t, target, result))
+        .map(|((c, target), result)| ProbeRecord::new(c.from.key(), c.to.key(), target, result))
         .collect())
 }
 

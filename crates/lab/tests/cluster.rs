@@ -24,13 +24,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, bin_dir, ipam_held};
+use common::{Lab, bin_dir, ipam_held, step};
 use ipnet::IpNet;
 use weft_lab::agents;
-use weft_lab::cluster::{self, UpOpts};
+use weft_lab::cluster;
 use weft_lab::kubelet;
 use weft_lab::layout::NodePaths;
-use weft_lab::model::ModelKind;
 use weft_lab::probe::{self, ProbeQuery};
 use weft_lab::report;
 use weft_lab::state::LabLock;
@@ -49,18 +48,7 @@ const SYNC: Duration = Duration::from_secs(20);
 
 fn main() {
     common::dispatch_argv0();
-    let test = "lab_cluster";
-    if !common::preflight(test) {
-        return;
-    }
-    let Some(weftd) = common::weftd() else {
-        common::skip(
-            test,
-            &format!(
-                "needs a built weftd (cargo build --bins, or ${})",
-                common::WEFTD_ENV
-            ),
-        );
+    let Some(weftd) = common::preflight_weftd("lab_cluster") else {
         return;
     };
     let bin = bin_dir(&[], &[("weftd", &weftd)]);
@@ -69,13 +57,6 @@ fn main() {
     host_gw_cluster(bin.path());
     auto_over_two_segments(bin.path());
     println!("lab_cluster: all passed in {:.1?}", begun.elapsed());
-}
-
-/// Runs one step, timing it in the `test … ok` line.
-fn step(name: &str, f: impl FnOnce()) {
-    let begun = Instant::now();
-    f();
-    println!("test {name} ... ok ({:.1?})", begun.elapsed());
 }
 
 fn vxlan_cluster(bin: &Path) {
@@ -209,16 +190,7 @@ fn masquerade(layout: &Layout) {
 /// three per node), then `lab sync`.
 fn up(bin: &Path, backend: &str, segments: usize) -> Lab {
     let lab = Lab::new(&format!("lab-{backend}"));
-    let opts = UpOpts {
-        nodes: 3,
-        segments,
-        backend: backend.into(),
-        families: vec![4, 6],
-        model: ModelKind::Netpol,
-        agent: true,
-        bin_dir: bin.to_path_buf(),
-        agent_timeout: Duration::from_secs(20),
-    };
+    let opts = common::netpol_opts(bin, backend, segments);
     let state = cluster::up(&lab.layout, &opts)
         .unwrap_or_else(|e| panic!("lab up --backend {backend} --segments {segments}: {e}"));
     assert_eq!(state.pods.len(), 9);

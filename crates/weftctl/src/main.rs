@@ -26,6 +26,8 @@ enum Cmd {
     Delete(weft_lab::ApplyArgs),
     /// Set (`k=v`) or remove (`k-`) labels of a namespace or pod.
     Label(weft_lab::LabelArgs),
+    /// NetworkPolicy: why a packet is allowed or denied in the live model.
+    Policy(weft_lab::PolicyArgs),
     /// Benchmarks that print JSON figures against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
@@ -95,6 +97,7 @@ fn main() -> Result<()> {
         Cmd::Apply(args) => weft_lab::run_apply(args)?,
         Cmd::Delete(args) => weft_lab::run_delete(args)?,
         Cmd::Label(args) => weft_lab::run_label(args)?,
+        Cmd::Policy(args) => weft_lab::run_policy(args)?,
         Cmd::Bench(Bench::Cni {
             pods,
             weft,

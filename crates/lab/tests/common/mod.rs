@@ -76,6 +76,44 @@ pub fn preflight(test: &str) -> bool {
     true
 }
 
+/// [`preflight`], then the real `weftd` ([`weftd`]): `None` (reported
+/// skipped) when either is missing.
+pub fn preflight_weftd(test: &str) -> Option<PathBuf> {
+    if !preflight(test) {
+        return None;
+    }
+    let weftd = weftd();
+    if weftd.is_none() {
+        skip(
+            test,
+            &format!("needs a built weftd (cargo build --bins, or ${WEFTD_ENV})"),
+        );
+    }
+    weftd
+}
+
+/// Runs one step of a test binary, timing it in the `test … ok` line.
+pub fn step(name: &str, f: impl FnOnce()) {
+    let begun = std::time::Instant::now();
+    f();
+    println!("test {name} ... ok ({:.1?})", begun.elapsed());
+}
+
+/// Three dual-stack nodes running weftd with the netpol model (nine pods,
+/// three per node).
+pub fn netpol_opts(bin: &Path, backend: &str, segments: usize) -> UpOpts {
+    UpOpts {
+        nodes: 3,
+        segments,
+        backend: backend.into(),
+        families: vec![4, 6],
+        model: ModelKind::Netpol,
+        agent: true,
+        bin_dir: bin.to_path_buf(),
+        agent_timeout: Duration::from_secs(20),
+    }
+}
+
 /// The real `weftd`: `$WEFT_WEFTD`, else the workspace build next to this
 /// test binary (`target/<profile>/weftd`; `cargo build --bins` makes it).
 pub fn weftd() -> Option<PathBuf> {
