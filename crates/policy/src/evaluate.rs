@@ -39,7 +39,10 @@
 //!   through by connection tracking; the evaluator judges the packet that
 //!   opens a connection.
 
-use weft_model::{Direction, NetworkPolicy, Peer, Pod, PolicyPort};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use weft_model::{Direction, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort};
 
 use crate::view::{Packet, Party, PolicyView};
 
@@ -139,11 +142,10 @@ fn direction(
         return open();
     }
     let mut verdict = DirectionVerdict::default();
-    let selecting = cluster.policies.iter().filter(|p| {
-        p.namespace == subject.namespace
-            && p.applies_to(direction)
-            && p.pod_selector.matches(&subject.labels)
-    });
+    let selecting = cluster
+        .policies
+        .iter()
+        .filter(|p| selects(p, subject, direction));
     for policy in selecting {
         let key = policy.key();
         for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
@@ -191,17 +193,47 @@ fn peer_matches(
         Peer::Selector {
             namespace_selector,
             pod_selector,
-        } => {
-            let Some(pod) = party.pod.as_deref().filter(|p| !p.host_network) else {
-                return false;
-            };
-            let namespace_ok = match namespace_selector {
-                None => pod.namespace == policy.namespace,
-                Some(s) => s.matches(&cluster.namespace_labels(&pod.namespace)),
-            };
-            namespace_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&pod.labels))
-        }
+        } => party.pod.as_deref().is_some_and(|pod| {
+            selector_peer_matches(
+                &policy.namespace,
+                namespace_selector.as_ref(),
+                pod_selector.as_ref(),
+                pod,
+                |ns| Cow::Owned(cluster.namespace_labels(ns)),
+            )
+        }),
     }
+}
+
+/// Whether `policy` selects `pod` (its `podSelector`, its namespace) and
+/// isolates it in `direction`. Shared with the compiler, which must select
+/// exactly as the evaluator does.
+pub(crate) fn selects(policy: &NetworkPolicy, pod: &Pod, direction: Direction) -> bool {
+    policy.namespace == pod.namespace
+        && policy.applies_to(direction)
+        && policy.pod_selector.matches(&pod.labels)
+}
+
+/// Whether a selector peer (`namespaceSelector` and/or `podSelector`) of a
+/// policy in `policy_namespace` matches `pod`; `namespace_labels` is asked
+/// only when a namespace selector needs them. Host-network pods never match
+/// a selector (they are node traffic). Shared with the compiler, which fills
+/// its peer sets with exactly the pods this accepts.
+pub(crate) fn selector_peer_matches<'a>(
+    policy_namespace: &str,
+    namespace_selector: Option<&LabelSelector>,
+    pod_selector: Option<&LabelSelector>,
+    pod: &Pod,
+    namespace_labels: impl FnOnce(&str) -> Cow<'a, BTreeMap<String, String>>,
+) -> bool {
+    if pod.host_network {
+        return false;
+    }
+    let namespace_ok = match namespace_selector {
+        None => pod.namespace == policy_namespace,
+        Some(s) => s.matches(&namespace_labels(&pod.namespace)),
+    };
+    namespace_ok && pod_selector.is_none_or(|s| s.matches(&pod.labels))
 }
 
 fn port_matches(port: &PolicyPort, dst: &Party<'_>, packet: &Packet) -> bool {

@@ -179,7 +179,7 @@ impl PolicyView {
 /// A pod the view does not (yet) hold: in its namespace, with nothing else.
 /// Namespace-wide policies select it, which is the safe reading for a pod
 /// that is starting up.
-fn unknown_pod(namespace: &str, name: &str) -> Pod {
+pub(crate) fn unknown_pod(namespace: &str, name: &str) -> Pod {
     Pod {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
