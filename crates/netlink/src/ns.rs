@@ -80,7 +80,8 @@ fn stat(ns: &Netns) -> Result<(u64, u64)> {
 /// namespace) or opening files under /proc/sys/net — and drop it right away.
 #[derive(Debug)]
 pub struct NetnsGuard {
-    prev: Netns,
+    /// The namespace to return to; `None` once [`NetnsGuard::exit`] did.
+    prev: Option<Netns>,
     /// `*const ()` is neither Send nor Sync.
     _not_send: PhantomData<*const ()>,
 }
@@ -92,25 +93,28 @@ impl NetnsGuard {
         setns(ns.fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io(format!("setns {}", ns.path.display()), io::Error::from(e)))?;
         Ok(NetnsGuard {
-            prev,
+            prev: Some(prev),
             _not_send: PhantomData,
         })
     }
 
     /// Returns to the original namespace and reports a failure instead of
     /// aborting (which is what drop has to do).
-    pub fn exit(self) -> Result<()> {
-        let res = restore(&self.prev);
-        // Drop would try again; after a failure there is nothing better to do
-        // than abort, and after success there is nothing to do at all.
-        std::mem::forget(self);
-        res
+    pub fn exit(mut self) -> Result<()> {
+        // Taking `prev` closes its fd when this returns (forgetting the guard
+        // would leak one fd per use) and tells drop there is nothing left to
+        // do: after a failure the caller has the error and decides.
+        let prev = self.prev.take().expect("prev is only taken here");
+        restore(&prev)
     }
 }
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        if let Err(e) = restore(&self.prev) {
+        let Some(prev) = &self.prev else {
+            return;
+        };
+        if let Err(e) = restore(prev) {
             // A thread left in the wrong namespace would apply every later
             // change (routes, addresses) to the wrong network; a crash is the
             // only safe outcome.

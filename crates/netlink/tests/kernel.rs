@@ -804,3 +804,27 @@ fn timing_of_sequential_calls_and_a_batch() {
     })
     .unwrap();
 }
+
+#[test]
+fn guards_do_not_leak_descriptors() {
+    if !privileged("guards_do_not_leak_descriptors") {
+        return;
+    }
+    let ns = NetNs::new("fd").unwrap();
+    let target = Netns::open(ns.path()).unwrap();
+    let open_fds = || std::fs::read_dir("/proc/thread-self/fd").unwrap().count();
+    std::thread::spawn(move || {
+        let before = open_fds();
+        for _ in 0..500 {
+            NetnsGuard::enter(&target).unwrap().exit().unwrap();
+            drop(NetnsGuard::enter(&target).unwrap());
+        }
+        assert!(
+            open_fds() <= before + 1,
+            "enter/exit leaks descriptors: {before} -> {}",
+            open_fds()
+        );
+    })
+    .join()
+    .unwrap();
+}
