@@ -10,6 +10,7 @@ use weft_netlink::{Family, FdbEntry, Neighbour, RT_TABLE_MAIN, Route, VxlanSpec,
 use crate::error::Result;
 use crate::kernel::{Kernel, LinkState};
 use crate::nft::hash_from_listing;
+use crate::policy::hash_from_stamp;
 
 /// EEXIST, as the kernel reports a duplicate.
 const EEXIST: i32 = 17;
@@ -35,6 +36,13 @@ pub struct FakeKernel {
     pub sysctls: BTreeMap<String, String>,
     /// The last script applied to nft.
     pub nft_script: Option<String>,
+    /// Every script applied to the policy table, in order.
+    pub policy_scripts: Vec<String>,
+    /// The stamp of the policy table: the hash in the last applied policy
+    /// script; set it to `None` to play a table removed behind the agent.
+    pub policy_hash: Option<String>,
+    /// Makes the next policy transaction fail (the kernel refusing it).
+    pub fail_next_policy: bool,
     /// Every mutating call, e.g. `replace route 10.244.2.0/24`.
     pub changes: Vec<String>,
     /// The highest ifindex handed out: like the kernel, a deleted link's
@@ -271,6 +279,23 @@ impl Kernel for FakeKernel {
     fn nft_apply(&mut self, script: &str) -> Result<()> {
         self.nft_script = Some(script.to_string());
         self.record("nft -f".into());
+        Ok(())
+    }
+
+    fn policy_hash(&mut self) -> Result<Option<String>> {
+        Ok(self.policy_hash.clone())
+    }
+
+    fn policy_apply(&mut self, script: &str) -> Result<()> {
+        if std::mem::take(&mut self.fail_next_policy) {
+            return Err(crate::Error::Command {
+                op: "apply nftables table inet weft-policy".into(),
+                detail: "refused by the fake kernel".into(),
+            });
+        }
+        self.policy_hash = hash_from_stamp(script);
+        self.policy_scripts.push(script.to_string());
+        self.record("nft policy -f".into());
         Ok(())
     }
 }

@@ -80,4 +80,10 @@ pub trait Kernel {
     fn nft_hash(&mut self) -> Result<Option<String>>;
     /// Runs one `nft -f` transaction.
     fn nft_apply(&mut self, script: &str) -> Result<()>;
+    /// The hash stamped into the policy table `inet weft-policy` by
+    /// [`crate::policy::PolicyState`]; `None` when the table or the stamp
+    /// is missing. Must stay cheap on a large table: it lists one small set.
+    fn policy_hash(&mut self) -> Result<Option<String>>;
+    /// Runs one `nft -f` transaction on the policy table.
+    fn policy_apply(&mut self, script: &str) -> Result<()>;
 }

@@ -11,9 +11,10 @@
 //! hitless on restart: an agent that starts over a configured node adopts
 //! the device and entries it finds and changes nothing.
 //!
-//! weft's objects, and the only ones it ever removes: routes with protocol
+//! weft's objects, and the only ones it ever removes: routes with
 //! [`ROUTE_PROTOCOL`], the VXLAN device and the entries on it, and nftables
-//! table `inet weft`.
+//! tables `inet weft` (masquerade) and `inet weft-policy` (NetworkPolicy,
+//! applied by [`reconcile_policy`] as deltas against what it last loaded).
 //!
 //! ```no_run
 //! use weft_agent::{AgentConfig, ClusterView, NetlinkKernel, desired, observe_local, reconcile};
@@ -37,6 +38,7 @@ pub mod fake;
 mod kernel;
 mod local;
 pub mod nft;
+pub mod policy;
 mod real;
 mod reconcile;
 mod sweep;
@@ -53,6 +55,7 @@ pub use desired::{
 pub use error::{Error, Result};
 pub use kernel::{Kernel, LinkState};
 pub use local::observe_local;
+pub use policy::{PolicyAction, PolicyReport, PolicyState, reconcile_policy};
 pub use real::NetlinkKernel;
 pub use reconcile::{Report, reconcile};
 pub use sweep::sweep;

@@ -116,7 +116,8 @@ pub fn hash_from_listing(listing: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s

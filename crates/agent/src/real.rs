@@ -12,10 +12,12 @@ use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 use weft_netlink::{Family, FdbEntry, Handle, Link, Neighbour, Route, VxlanSpec};
+use weft_policy::nft::TABLE as POLICY_TABLE;
 
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, LinkState};
 use crate::nft;
+use crate::policy::{STATE_SET, hash_from_stamp};
 
 /// The real kernel of the calling thread's network namespace.
 #[derive(Debug)]
@@ -169,25 +171,26 @@ impl Kernel for NetlinkKernel {
 
     fn nft_hash(&mut self) -> Result<Option<String>> {
         let op = format!("read nftables table {}", nft::TABLE);
-        let out = Command::new("nft")
-            .args(["-t", "list", "table", "inet", "weft"])
-            .output()
-            .map_err(|e| command_error(&op, format!("cannot run nft: {e}")))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            // nft's way of saying the table is not there (yet).
-            if stderr.contains("No such file or directory") {
-                return Ok(None);
-            }
-            return Err(command_error(&op, stderr.trim().to_string()));
-        }
-        Ok(nft::hash_from_listing(&String::from_utf8_lossy(
-            &out.stdout,
-        )))
+        let listing = nft_listing(&op, &["-t", "list", "table", "inet", "weft"])?;
+        Ok(listing.as_deref().and_then(nft::hash_from_listing))
     }
 
     fn nft_apply(&mut self, script: &str) -> Result<()> {
         let op = format!("apply nftables table {}", nft::TABLE);
+        run(&op, "nft", &["-f", "-"], Some(script)).map(drop)
+    }
+
+    fn policy_hash(&mut self) -> Result<Option<String>> {
+        let op = format!("read the stamp of nftables table {POLICY_TABLE}");
+        let (family, table) = POLICY_TABLE
+            .split_once(' ')
+            .unwrap_or(("inet", POLICY_TABLE));
+        let listing = nft_listing(&op, &["list", "set", family, table, STATE_SET])?;
+        Ok(listing.as_deref().and_then(hash_from_stamp))
+    }
+
+    fn policy_apply(&mut self, script: &str) -> Result<()> {
+        let op = format!("apply nftables table {POLICY_TABLE}");
         run(&op, "nft", &["-f", "-"], Some(script)).map(drop)
     }
 }
@@ -200,6 +203,23 @@ fn command_error(op: &str, detail: String) -> Error {
         op: op.to_string(),
         detail,
     }
+}
+
+/// `nft args` (a listing) in the calling thread's namespace: its stdout, or
+/// `None` when nft says the table (or set) is not there (yet).
+fn nft_listing(op: &str, args: &[&str]) -> Result<Option<String>> {
+    let out = Command::new("nft")
+        .args(args)
+        .output()
+        .map_err(|e| command_error(op, format!("cannot run nft: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        return Err(command_error(op, stderr.trim().to_string()));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Runs `program args` (with `stdin` fed in, if any) in the calling

@@ -8,11 +8,24 @@
 //! the datapath enforces yet; an invalid policy is refused at apply and
 //! writes nothing.
 //!
+//! Then the datapath: the semantic suite ([`cases`]), updates, the "no
+//! window" rule for new pods and anti-spoofing ([`updates`]) and seeded
+//! random policies ([`random`]), each compared cell by cell with the
+//! evaluator after `lab sync` ([`check`]).
+//!
 //! Kernel tier: needs root, the reference plugins and a built weftd
 //! (`cargo build --bins`); skips loudly otherwise, fails instead where
 //! `WEFT_REQUIRE_PRIVILEGED` is set (CI).
 
+#[path = "netpol/cases.rs"]
+mod cases;
+#[path = "netpol/check.rs"]
+mod check;
 mod common;
+#[path = "netpol/random.rs"]
+mod random;
+#[path = "netpol/updates.rs"]
+mod updates;
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +60,15 @@ fn main() {
     step("netpol/generated_policies_apply_and_predict", || {
         generated_apply(layout)
     });
+    step("netpol/semantics_enforced", || cases::run_all(layout));
+    step("netpol/updates_converge", || {
+        updates::converge_on_changes(layout)
+    });
+    step("netpol/no_window_for_new_pods", || {
+        updates::no_window(layout)
+    });
+    step("netpol/anti_spoofing", || updates::anti_spoofing(layout));
+    step("netpol/differential_random", || random::run(layout));
     println!("lab_netpol: all passed in {:.1?}", begun.elapsed());
 }
 

@@ -8,10 +8,14 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 use tracing::{info, warn};
-use weft_agent::{AgentConfig, ClusterView, NetlinkKernel, desired, observe_local, reconcile};
+use weft_agent::{
+    AgentConfig, ClusterView, NetlinkKernel, PolicyState, desired, observe_local, reconcile,
+    reconcile_policy,
+};
 use weft_cni::plugin::node::NodeState;
 use weft_datastore::{Datastore, Snapshot, Watcher};
 use weft_ipam::Store;
+use weft_policy::PolicyView;
 
 use crate::health::Health;
 
@@ -38,8 +42,9 @@ pub fn run(cfg: AgentConfig, lc: LoopConfig, health: Arc<Health>) -> Result<()> 
         .with_context(|| format!("open datastore {}", lc.datastore.display()))?;
     let mut watcher = Watcher::new(&lc.datastore).context("watch the datastore")?;
     let mut kernel = NetlinkKernel::new().context("open netlink")?;
+    let mut state = PassState::default();
     loop {
-        match pass(&cfg, &lc, &ds, &mut kernel) {
+        match pass(&cfg, &lc, &ds, &mut kernel, &mut state) {
             Ok(summary) => health.tick(true, summary),
             Err(e) => {
                 warn!(
@@ -57,19 +62,41 @@ pub fn run(cfg: AgentConfig, lc: LoopConfig, health: Arc<Health>) -> Result<()> 
     }
 }
 
+/// What the loop keeps from one pass to the next.
+#[derive(Default)]
+struct PassState {
+    /// The policy table this agent last applied (deltas go against it).
+    policy: PolicyState,
+    /// The rejected objects last warned about: each is named once, not on
+    /// every pass.
+    rejected: Vec<(String, String)>,
+}
+
 fn pass(
     cfg: &AgentConfig,
     lc: &LoopConfig,
     ds: &Datastore,
     kernel: &mut NetlinkKernel,
+    state: &mut PassState,
 ) -> Result<String> {
     let snap = ds.snapshot().context("read the datastore")?;
-    for (what, why) in &snap.rejected {
-        warn!(
-            object = what,
-            error = why,
-            "ignoring an object that does not convert"
-        );
+    if snap.rejected != state.rejected {
+        for (what, why) in snap.rejected.iter().filter(|r| !state.rejected.contains(r)) {
+            if what.starts_with("NetworkPolicy/") {
+                warn!(
+                    policy = what,
+                    error = why,
+                    "rejected NetworkPolicy: not enforced; every other policy stays in force"
+                );
+            } else {
+                warn!(
+                    object = what,
+                    error = why,
+                    "ignoring an object that does not convert"
+                );
+            }
+        }
+        state.rejected = snap.rejected.clone();
     }
     let view = view_of(&snap);
     let me = view
@@ -113,6 +140,10 @@ fn pass(
     if changes.changes() > 0 {
         info!(revision = snap.revision, report = ?changes, "applied changes");
     }
+    // After routing: the policy table refers to the pods' host veths and
+    // routes, which the plugin made; its absence never blocks routing.
+    let policy = reconcile_policy(kernel, &mut state.policy, &policy_view(&snap), me)
+        .context("reconcile NetworkPolicy")?;
 
     let state = NodeState {
         node: Some(cfg.node_name.clone()),
@@ -142,7 +173,10 @@ fn pass(
     }
 
     report(ds, cfg, Some(snap.revision), None);
-    Ok(format!("revision {} applied", snap.revision))
+    Ok(format!(
+        "revision {} applied; policy: {} policies over {} local pods ({:?})",
+        snap.revision, policy.policies, policy.local_pods, policy.action
+    ))
 }
 
 /// The agent's status in the datastore: the revision it applied (what
@@ -173,5 +207,16 @@ fn view_of(snap: &Snapshot) -> ClusterView {
         revision: snap.revision,
         nodes: snap.nodes.clone(),
         pods: snap.pods.clone(),
+    }
+}
+
+/// What the policy compiler sees of a snapshot: rejected policies are not
+/// in it, so a bad policy is in force nowhere and disturbs no other.
+fn policy_view(snap: &Snapshot) -> PolicyView {
+    PolicyView {
+        namespaces: snap.namespaces.clone(),
+        pods: snap.pods.clone(),
+        policies: snap.policies.clone(),
+        nodes: snap.nodes.clone(),
     }
 }
