@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::objects::{ContainerPort, Namespace, Node, Pod, PodPhase, Protocol};
 
 /// Namespace of a namespaced object whose manifest leaves it out.
-const DEFAULT_NAMESPACE: &str = "default";
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
 
 impl TryFrom<&core::Node> for Node {
     type Error = Error;
@@ -197,11 +197,29 @@ fn parse_cidr(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-fn name_of(meta: &ObjectMeta, kind: &'static str) -> Result<String, Error> {
+pub(crate) fn name_of(meta: &ObjectMeta, kind: &'static str) -> Result<String, Error> {
     match meta.name.as_deref() {
         Some(name) if !name.is_empty() => Ok(name.to_owned()),
         _ => Err(Error::MissingName { kind }),
     }
+}
+
+/// Decodes a raw manifest document (as kept in `Object::Other`) as the
+/// Kubernetes type of `kind`.
+pub(crate) fn decode_raw<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::Value,
+    kind: &str,
+) -> Result<T, Error> {
+    serde_json::from_value(raw.clone()).map_err(|source| Error::Decode {
+        index: 0,
+        kind: kind.to_owned(),
+        name: raw
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("<unnamed>")
+            .to_owned(),
+        source,
+    })
 }
 
 fn map_of(map: &Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {

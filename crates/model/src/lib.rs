@@ -12,6 +12,8 @@ pub mod objects;
 pub mod policy;
 mod policy_convert;
 pub mod selector;
+pub mod service;
+mod service_convert;
 
 pub use error::{Error, SelectorError};
 pub use manifest::{Object, parse_manifests};
@@ -20,3 +22,7 @@ pub use policy::{
     Direction, IpBlock, NetworkPolicy, Peer, PolicyPort, PolicyRule, PolicyTypes, PortMatch,
 };
 pub use selector::{LabelSelector, Operator, Requirement};
+pub use service::{
+    AddressType, Endpoint, EndpointConditions, EndpointPort, EndpointSlice, IpFamily, Service,
+    ServicePort, ServiceType, SessionAffinity, TargetPort, TrafficPolicy,
+};

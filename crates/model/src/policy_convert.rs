@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::convert::{DEFAULT_NAMESPACE, decode_raw};
 use crate::error::Error;
 use crate::objects::Protocol;
 use crate::policy::{
@@ -24,13 +25,11 @@ use crate::policy::{
 use crate::selector::LabelSelector;
 
 const KIND: &str = "NetworkPolicy";
-/// Namespace of a policy whose manifest leaves it out, as for pods.
-const DEFAULT_NAMESPACE: &str = "default";
 /// `IsValidPortName`: an IANA service name is at most 15 characters.
 const MAX_PORT_NAME_LEN: usize = 15;
 
 /// A validation failure: field path and reason, before the policy is named.
-type Invalid = (String, String);
+pub(crate) type Invalid = (String, String);
 
 impl TryFrom<&net::NetworkPolicy> for NetworkPolicy {
     type Error = Error;
@@ -68,17 +67,7 @@ impl NetworkPolicy {
     /// Decodes and converts a raw manifest document (as kept in
     /// `Object::Other`) that is a `networking.k8s.io/v1` NetworkPolicy.
     pub fn from_value(raw: &serde_json::Value) -> Result<Self, Error> {
-        let policy: net::NetworkPolicy =
-            serde_json::from_value(raw.clone()).map_err(|source| Error::Decode {
-                index: 0,
-                kind: KIND.to_owned(),
-                name: raw
-                    .pointer("/metadata/name")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("<unnamed>")
-                    .to_owned(),
-                source,
-            })?;
+        let policy: net::NetworkPolicy = decode_raw(raw, KIND)?;
         Self::try_from(&policy)
     }
 }
@@ -228,7 +217,7 @@ fn convert_port(port: &net::NetworkPolicyPort, path: &str) -> Result<PolicyPort,
 
 /// `IsValidPortName`: 1-15 characters of `[a-z0-9-]`, at least one letter, no
 /// leading, trailing or consecutive hyphens.
-fn validate_port_name(name: &str) -> Result<(), &'static str> {
+pub(crate) fn validate_port_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > MAX_PORT_NAME_LEN {
         return Err("must be 1-15 characters");
     }

@@ -1,0 +1,18 @@
+//! Services to nftables: weft's replacement for kube-proxy.
+//!
+//! [`compile`] turns the cluster's Services and EndpointSlices (the model
+//! types of `weft_model::service`) and one node ([`ProxyNode`]) into that
+//! node's table `inet weft-proxy` ([`Ruleset`]): ClusterIP, external and
+//! load-balancer IPs, NodePorts, `ClientIP` session affinity, external and
+//! internal traffic policies, hairpin, and an immediate reject for Services
+//! without endpoints. [`render_full`] and [`render_delta`] turn rulesets
+//! into `nft -f` transactions; a change of one endpoint renders as set and
+//! map elements plus the one chain that picks among the endpoints.
+//!
+//! Everything here is pure: the agent decides when to apply what.
+
+mod compile;
+pub mod nft;
+
+pub use compile::{MASQUERADE_MARK, ProxyNode, compile};
+pub use nft::{BaseChain, Ruleset, TABLE, render_delta, render_full};
