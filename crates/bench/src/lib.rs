@@ -11,6 +11,8 @@ pub mod iperf;
 pub mod lab_up;
 pub mod labs;
 pub mod machine;
+pub mod netpol_connect;
+pub mod policy;
 pub mod stats;
 pub mod supervise;
 pub mod throughput;

@@ -84,6 +84,33 @@ enum Bench {
         #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "auto"])]
         backend: String,
     },
+    /// NetworkPolicy programming time and agent memory at scale (one node's
+    /// share loaded with nft into a weft namespace).
+    Policy {
+        /// Cluster sizes in pods (as many policies).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+        sizes: Vec<usize>,
+        /// Timed runs per size (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// New TCP connections per second between two lab pods with 1,000
+    /// unrelated NetworkPolicies present versus none.
+    NetpolConnect {
+        /// Connections per measured phase.
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        /// Unrelated policies in the loaded phases.
+        #[arg(long, default_value_t = 1000)]
+        policies: usize,
+        /// Rounds of (with policies, without), each judged against the
+        /// policy-free phases around it.
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// weftd's backend.
+        #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "auto"])]
+        backend: String,
+    },
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -151,6 +178,29 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let report = weft_bench::lab_up::run(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            0
+        }
+        Cmd::Bench(Bench::Policy { sizes, runs }) => {
+            let opts = weft_bench::policy::PolicyBenchOpts { sizes, runs };
+            let report = weft_bench::policy::run(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            0
+        }
+        Cmd::Bench(Bench::NetpolConnect {
+            connections,
+            policies,
+            rounds,
+            backend,
+        }) => {
+            let opts = weft_bench::netpol_connect::NetpolConnectOpts {
+                connections,
+                policies,
+                rounds,
+                backend,
+                ..Default::default()
+            };
+            let report = weft_bench::netpol_connect::run(&opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             0
         }
