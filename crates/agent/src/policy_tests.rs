@@ -33,10 +33,13 @@ fn host_route(dst: &str, oif: u32) -> Route {
 }
 
 fn ruleset(rules: &[&str], known: &[&str]) -> Ruleset {
-    let mut r = Ruleset::default();
-    r.chains.insert(
-        "forward".into(),
-        rules.iter().map(|s| s.to_string()).collect(),
+    let mut r = Ruleset::new(weft_policy::nft::TABLE);
+    r.base_chains.insert(
+        weft_policy::nft::BASE_CHAIN.into(),
+        weft_policy::nft::BaseChain {
+            hook: weft_policy::nft::BASE_CHAIN_HOOK.into(),
+            rules: rules.iter().map(|s| s.to_string()).collect(),
+        },
     );
     r.sets.insert(
         "known4".into(),

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::error::Error;
 use crate::objects::{ContainerPort, Namespace, Node, Pod, PodPhase, Protocol};
+use crate::selector::exact;
 
 /// Namespace of a namespaced object whose manifest leaves it out.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";
@@ -45,7 +46,8 @@ impl TryFrom<&core::Node> for Node {
         let pod_cidrs = cidrs
             .into_iter()
             .map(|(path, text)| parse_cidr(text).map_err(|reason| field(path, reason)))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map(exact)?;
 
         // InternalIP first: that is the address peers tunnel to.
         let mut internal = Vec::new();
@@ -71,7 +73,7 @@ impl TryFrom<&core::Node> for Node {
             name: name.clone(),
             labels: map_of(&node.metadata.labels),
             pod_cidrs,
-            addresses: internal,
+            addresses: exact(internal),
             annotations: map_of(&node.metadata.annotations),
         })
     }
@@ -125,7 +127,8 @@ impl TryFrom<&core::Pod> for Pod {
                 text.parse::<IpAddr>()
                     .map_err(|e| field(path, format!("{text:?}: {e}")))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map(exact)?;
 
         let spec = pod.spec.as_ref();
         let mut ports = Vec::new();
@@ -159,7 +162,7 @@ impl TryFrom<&core::Pod> for Pod {
             labels: map_of(&pod.metadata.labels),
             node_name: spec.and_then(|s| s.node_name.clone()),
             ips,
-            ports,
+            ports: exact(ports),
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             phase,
             ready,

@@ -22,7 +22,7 @@ use crate::objects::Protocol;
 use crate::policy::{
     Direction, IpBlock, NetworkPolicy, Peer, PolicyPort, PolicyRule, PolicyTypes, PortMatch,
 };
-use crate::selector::LabelSelector;
+use crate::selector::{LabelSelector, exact};
 
 const KIND: &str = "NetworkPolicy";
 /// `IsValidPortName`: an IANA service name is at most 15 characters.
@@ -85,14 +85,16 @@ fn convert_spec(spec: &net::NetworkPolicySpec) -> Result<Spec, Invalid> {
         .flatten()
         .enumerate()
         .map(|(i, r)| convert_rule(Direction::Ingress, i, r.from.as_deref(), r.ports.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map(exact)?;
     let egress = spec
         .egress
         .iter()
         .flatten()
         .enumerate()
         .map(|(i, r)| convert_rule(Direction::Egress, i, r.to.as_deref(), r.ports.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map(exact)?;
     let policy_types = policy_types(spec.policy_types.as_deref(), !egress.is_empty())?;
     Ok((pod_selector, policy_types, ingress, egress))
 }
@@ -143,13 +145,15 @@ fn convert_rule(
         .iter()
         .enumerate()
         .map(|(j, p)| convert_port(p, &format!("{path}.ports[{j}]")))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map(exact)?;
     let peers = peers
         .unwrap_or_default()
         .iter()
         .enumerate()
         .map(|(j, p)| convert_peer(p, &format!("{path}.{}[{j}]", direction.peers_field())))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map(exact)?;
     Ok(PolicyRule { peers, ports })
 }
 
@@ -272,8 +276,9 @@ fn convert_ip_block(block: &net::IPBlock, path: &str) -> Result<IpBlock, Invalid
         return Err((format!("{path}.cidr"), "Required value".to_owned()));
     }
     let cidr = parse_legacy_cidr(&block.cidr).map_err(|r| (format!("{path}.cidr"), r))?;
-    let mut except = Vec::new();
-    for (i, text) in block.except.iter().flatten().enumerate() {
+    let texts = block.except.as_deref().unwrap_or_default();
+    let mut except = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
         let field = format!("{path}.except[{i}]");
         let net = parse_legacy_cidr(text).map_err(|r| (field.clone(), r))?;
         if !cidr.contains(&net.network()) || net.prefix_len() <= cidr.prefix_len() {

@@ -342,3 +342,27 @@ fn metadata_and_decoding() {
     }));
     assert!(matches!(undecodable, Err(Error::Decode { .. })));
 }
+
+/// Issue 4: converted lists keep no spare capacity (collecting through a
+/// `Result` would leave room for four), since the agent holds every policy
+/// of the cluster for as long as it exists.
+#[test]
+fn lists_hold_no_spare_capacity() {
+    let p = policy(json!({
+        "podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+        "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80}]}],
+        "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}]
+    }))
+    .unwrap();
+    let exprs = &p.pod_selector.match_expressions;
+    assert_eq!(exprs.len(), exprs.capacity());
+    assert_eq!(p.ingress.len(), p.ingress.capacity());
+    assert_eq!(p.egress.len(), p.egress.capacity());
+    let rule = &p.ingress[0];
+    assert_eq!(rule.peers.len(), rule.peers.capacity());
+    assert_eq!(rule.ports.len(), rule.ports.capacity());
+    let Peer::IpBlock(block) = &p.egress[0].peers[0] else {
+        panic!("expected an ipBlock peer: {:?}", p.egress[0].peers[0]);
+    };
+    assert_eq!(block.except.len(), block.except.capacity());
+}

@@ -63,7 +63,8 @@ impl LabelSelector {
             .iter()
             .flatten()
             .map(Requirement::from_k8s)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map(exact)?;
         Ok(Self {
             match_labels,
             match_expressions,
@@ -152,6 +153,15 @@ impl Operator {
             Self::DoesNotExist => "DoesNotExist",
         }
     }
+}
+
+/// `vec` without spare capacity. Model objects are built once and then only
+/// read, for as long as the cluster holds them; collecting through a
+/// `Result` gives no size hint, so a one-element list would otherwise keep
+/// room for four (issue 4: the agent's memory per pod).
+pub(crate) fn exact<T>(mut vec: Vec<T>) -> Vec<T> {
+    vec.shrink_to_fit();
+    vec
 }
 
 /// Checks a label key: a qualified name with an optional DNS-subdomain

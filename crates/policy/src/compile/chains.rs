@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use weft_model::{Direction, NetworkPolicy, Peer, Pod, PolicyPort, PortMatch};
 
 use super::peers::{Peers, protocol_name};
-use super::{NftFamily, short_hash};
 use crate::evaluate::selects;
 use crate::view::IpFamily;
+use weft_nft::{NftFamily, short_hash};
 
 /// One condition of a rule, for one family (`None`: any family).
 type Fragment = (Option<IpFamily>, String);

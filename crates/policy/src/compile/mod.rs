@@ -40,14 +40,13 @@ mod peers;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 use weft_model::{Direction, NetworkPolicy, Pod, PodPhase};
+use weft_nft::NftFamily;
 
-use crate::nft::{BASE_CHAIN, MapDef, Ruleset, SetDef};
+use crate::nft::{BASE_CHAIN, BASE_CHAIN_HOOK, BaseChain, MapDef, Ruleset, SetDef, TABLE};
 use crate::view::{IpFamily, PolicyView, unknown_pod};
 use chains::pod_chain;
 use peers::{PeerPod, Peers};
@@ -129,7 +128,7 @@ pub fn compile(view: &PolicyView, node: &NodeInputs) -> Ruleset {
             .push(policy);
     }
 
-    let mut ruleset = Ruleset::default();
+    let mut ruleset = Ruleset::new(TABLE);
     let mut maps: BTreeMap<(Direction, IpFamily), BTreeMap<String, String>> = BTreeMap::new();
     for lp in &local {
         let pod = view
@@ -217,9 +216,13 @@ pub fn compile(view: &PolicyView, node: &NodeInputs) -> Ruleset {
             );
         }
     }
-    ruleset
-        .chains
-        .insert(BASE_CHAIN.to_owned(), base_chain(&families));
+    ruleset.base_chains.insert(
+        BASE_CHAIN.to_owned(),
+        BaseChain {
+            hook: BASE_CHAIN_HOOK.to_owned(),
+            rules: base_chain(&families),
+        },
+    );
     ruleset
 }
 
@@ -285,55 +288,9 @@ fn valid_ifname(name: &str) -> bool {
             .any(|c| c == '"' || c == '/' || c == '\\' || c.is_whitespace() || c.is_control())
 }
 
-/// A short, stable name part: the first 8 bytes of SHA-256 in hex. 64 bits
-/// keep collisions out of reach for the sets and chains of one table.
-pub(crate) fn short_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// How nft spells an address family in names and rules.
-pub(crate) trait NftFamily {
-    /// The digit set and map names carry (`4`, `6`).
-    fn suffix(self) -> &'static str;
-    /// The header keyword (`ip saddr`, `ip6 saddr`).
-    fn keyword(self) -> &'static str;
-    /// The address type of sets and maps.
-    fn addr_type(self) -> &'static str;
-    /// The `meta nfproto` value.
-    fn nfproto(self) -> &'static str;
-}
-
+/// The evaluator's family, spelled for the table's names and rules.
 impl NftFamily for IpFamily {
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::V4 => "4",
-            Self::V6 => "6",
-        }
-    }
-
-    fn keyword(self) -> &'static str {
-        match self {
-            Self::V4 => "ip",
-            Self::V6 => "ip6",
-        }
-    }
-
-    fn addr_type(self) -> &'static str {
-        match self {
-            Self::V4 => "ipv4_addr",
-            Self::V6 => "ipv6_addr",
-        }
-    }
-
-    fn nfproto(self) -> &'static str {
-        match self {
-            Self::V4 => "ipv4",
-            Self::V6 => "ipv6",
-        }
+    fn is_v6(self) -> bool {
+        matches!(self, Self::V6)
     }
 }

@@ -16,10 +16,10 @@ use std::net::IpAddr;
 use weft_model::{IpBlock, LabelSelector, Pod, Protocol};
 
 use super::interval::block_elements;
-use super::{NftFamily, short_hash};
 use crate::evaluate::selector_peer_matches;
 use crate::nft::SetDef;
 use crate::view::IpFamily;
+use weft_nft::{NftFamily, short_hash};
 
 /// A pod that can be a peer, with the addresses the ruleset knows it by.
 #[derive(Debug)]

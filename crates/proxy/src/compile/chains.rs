@@ -8,14 +8,13 @@
 //! for the endpoint chains of `ClientIP` Services.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
 use weft_model::{IpFamily, Protocol, SessionAffinity, TrafficPolicy};
+use weft_nft::{NftFamily, short_hash};
 
+use super::MARK_CHAIN;
 use super::endpoints::Target;
-use super::{Family, MARK_CHAIN};
 use crate::nft::SetDef;
 
 /// What the chains of one Service port in one family are built from.
@@ -244,15 +243,4 @@ pub(crate) fn protocol_name(protocol: Protocol) -> &'static str {
         Protocol::Udp => "udp",
         Protocol::Sctp => "sctp",
     }
-}
-
-/// A short, stable name part: the first 8 bytes of SHA-256 in hex (64 bits
-/// keep collisions out of reach within one table).
-pub(crate) fn short_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

@@ -39,8 +39,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_model::{EndpointSlice, IpFamily, Service};
+use weft_nft::NftFamily;
 
-use crate::nft::{BaseChain, MapDef, Ruleset, SetDef};
+use crate::nft::{BaseChain, MapDef, Ruleset, SetDef, TABLE};
 use chains::{Entry, Output, PortPlan, protocol_name};
 
 /// The packet mark bit that asks `nat_postrouting` to masquerade (the bit
@@ -74,7 +75,7 @@ pub struct ProxyNode {
 /// of the cluster. Headless and ExternalName Services and slices no Service
 /// owns contribute nothing.
 pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode) -> Ruleset {
-    let mut ruleset = Ruleset::default();
+    let mut ruleset = Ruleset::new(TABLE);
     let mut maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut out = Output::default();
 
@@ -173,7 +174,7 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
         ] {
             let name = format!("{map}{s}");
             let elements = maps.remove(&name).unwrap_or_default();
-            ruleset.body.maps.insert(
+            ruleset.maps.insert(
                 name,
                 MapDef {
                     key_type,
@@ -195,14 +196,12 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
             cluster.clone()
         };
         ruleset
-            .body
             .sets
             .insert(format!("cluster_cidrs{s}"), interval_set(addr, &cluster));
         ruleset
-            .body
             .sets
             .insert(format!("local_src{s}"), interval_set(addr, &local_src));
-        ruleset.body.sets.insert(
+        ruleset.sets.insert(
             format!("node_ips{s}"),
             SetDef {
                 typ: addr.to_owned(),
@@ -218,7 +217,7 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
     }
     for family in [IpFamily::V4, IpFamily::V6] {
         let addr = family.addr_type();
-        ruleset.body.sets.insert(
+        ruleset.sets.insert(
             format!("hairpin{}", family.suffix()),
             SetDef {
                 typ: format!("{addr} . {addr}"),
@@ -232,13 +231,13 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
             },
         );
     }
-    ruleset.body.sets.extend(out.sets);
-    ruleset.body.chains.extend(out.chains);
-    ruleset.body.chains.insert(
+    ruleset.sets.extend(out.sets);
+    ruleset.chains.extend(out.chains);
+    ruleset.chains.insert(
         MARK_CHAIN.to_owned(),
         vec![format!("meta mark set meta mark or {MASQUERADE_MARK:#x}")],
     );
-    ruleset.body.chains.insert(
+    ruleset.chains.insert(
         REJECT_CHAIN.to_owned(),
         vec![
             "meta l4proto tcp reject with tcp reset".to_owned(),
@@ -363,37 +362,4 @@ fn sanitize(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// How nft spells an address family in names and rules.
-pub(crate) trait Family {
-    /// The digit set, map and chain names carry (`4`, `6`).
-    fn suffix(self) -> &'static str;
-    /// The header keyword (`ip`, `ip6`).
-    fn keyword(self) -> &'static str;
-    /// The address type of sets and maps.
-    fn addr_type(self) -> &'static str;
-}
-
-impl Family for IpFamily {
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::V4 => "4",
-            Self::V6 => "6",
-        }
-    }
-
-    fn keyword(self) -> &'static str {
-        match self {
-            Self::V4 => "ip",
-            Self::V6 => "ip6",
-        }
-    }
-
-    fn addr_type(self) -> &'static str {
-        match self {
-            Self::V4 => "ipv4_addr",
-            Self::V6 => "ipv6_addr",
-        }
-    }
 }

@@ -2,22 +2,22 @@
 
 use std::fmt::Write;
 
-use super::{BASE_CHAIN, BASE_CHAIN_HOOK, Ruleset, TABLE};
+use super::Ruleset;
 
 /// Renders `ruleset` as a complete `nft -f` script that replaces the table
 /// atomically: `table … {}` creates it when missing so that the `delete`
 /// cannot fail, then the new definition follows, all in one transaction, so
-/// no packet sees a half-built table (as the agent's masquerade table does).
-/// For the first load and after a restart; later changes go through
-/// [`super::render_delta`].
+/// no packet sees a half-built table. For the first load and after a
+/// restart; later changes go through [`super::render_delta`].
 ///
 /// Order inside the table: sets, regular chains, maps (their `jump`s need the
-/// chains), the base chain last (it refers to sets and maps).
+/// chains), the base chains last, by name (they refer to sets and maps).
 pub fn render_full(ruleset: &Ruleset) -> String {
+    let table = &ruleset.table;
     let mut out = String::new();
-    let _ = writeln!(out, "table {TABLE} {{}}");
-    let _ = writeln!(out, "delete table {TABLE}");
-    let _ = writeln!(out, "table {TABLE} {{");
+    let _ = writeln!(out, "table {table} {{}}");
+    let _ = writeln!(out, "delete table {table}");
+    let _ = writeln!(out, "table {table} {{");
     for (name, set) in &ruleset.sets {
         let _ = writeln!(out, "\tset {name} {{");
         let _ = writeln!(out, "\t\ttype {}", set.typ);
@@ -27,7 +27,7 @@ pub fn render_full(ruleset: &Ruleset) -> String {
         elements(&mut out, set.elements.iter().cloned());
         out.push_str("\t}\n");
     }
-    for (name, rules) in ruleset.chains.iter().filter(|(n, _)| *n != BASE_CHAIN) {
+    for (name, rules) in &ruleset.chains {
         chain(&mut out, name, None, rules);
     }
     for (name, map) in &ruleset.maps {
@@ -36,8 +36,8 @@ pub fn render_full(ruleset: &Ruleset) -> String {
         elements(&mut out, map.element_texts(map.elements.keys()).into_iter());
         out.push_str("\t}\n");
     }
-    if let Some(rules) = ruleset.chains.get(BASE_CHAIN) {
-        chain(&mut out, BASE_CHAIN, Some(BASE_CHAIN_HOOK), rules);
+    for (name, base) in &ruleset.base_chains {
+        chain(&mut out, name, Some(&base.hook), &base.rules);
     }
     out.push_str("}\n");
     out
