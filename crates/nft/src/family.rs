@@ -37,3 +37,13 @@ impl NftFamily for weft_model::IpFamily {
         matches!(self, Self::V6)
     }
 }
+
+/// How nft spells a transport protocol, in rules (`meta l4proto tcp`) and as
+/// an `inet_proto` element.
+pub fn protocol_keyword(protocol: weft_model::Protocol) -> &'static str {
+    match protocol {
+        weft_model::Protocol::Tcp => "tcp",
+        weft_model::Protocol::Udp => "udp",
+        weft_model::Protocol::Sctp => "sctp",
+    }
+}

@@ -18,7 +18,7 @@ use std::fmt::Write;
 use sha2::{Digest, Sha256};
 
 pub use delta::render_delta;
-pub use family::NftFamily;
+pub use family::{NftFamily, protocol_keyword};
 pub use render::render_full;
 
 /// One table: hooked base chains, named sets, verdict maps and regular

@@ -207,13 +207,7 @@ impl<'a> Peers<'a> {
 }
 
 /// The protocol as nft names it.
-pub(crate) fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
-}
+pub(crate) use weft_nft::protocol_keyword as protocol_name;
 
 /// A selector in a canonical text form: equal selectors (whatever the
 /// order of their expressions) give equal text.

@@ -236,11 +236,5 @@ impl Scope {
     }
 }
 
-/// How nft spells a transport protocol (in rules and as `inet_proto`).
-pub(crate) fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
-}
+/// The protocol as nft names it.
+pub(crate) use weft_nft::protocol_keyword as protocol_name;
