@@ -10,7 +10,8 @@ use weft_netlink::{Family, FdbEntry, Neighbour, RT_TABLE_MAIN, Route, VxlanSpec,
 use crate::error::Result;
 use crate::kernel::{Kernel, LinkState};
 use crate::nft::hash_from_listing;
-use crate::policy::hash_from_stamp;
+use crate::service::UdpFlush;
+use crate::stamped::hash_from_stamp;
 
 /// EEXIST, as the kernel reports a duplicate.
 const EEXIST: i32 = 17;
@@ -43,6 +44,14 @@ pub struct FakeKernel {
     pub policy_hash: Option<String>,
     /// Makes the next policy transaction fail (the kernel refusing it).
     pub fail_next_policy: bool,
+    /// Every script applied to the proxy table, in order.
+    pub proxy_scripts: Vec<String>,
+    /// The stamp of the proxy table, as [`Self::policy_hash`].
+    pub proxy_hash: Option<String>,
+    /// Every conntrack deletion, in order.
+    pub conntrack_deletes: Vec<UdpFlush>,
+    /// Makes the next conntrack deletion fail.
+    pub fail_next_conntrack: bool,
     /// Every mutating call, e.g. `replace route 10.244.2.0/24`.
     pub changes: Vec<String>,
     /// The highest ifindex handed out: like the kernel, a deleted link's
@@ -296,6 +305,29 @@ impl Kernel for FakeKernel {
         self.policy_hash = hash_from_stamp(script);
         self.policy_scripts.push(script.to_string());
         self.record("nft policy -f".into());
+        Ok(())
+    }
+
+    fn proxy_hash(&mut self) -> Result<Option<String>> {
+        Ok(self.proxy_hash.clone())
+    }
+
+    fn proxy_apply(&mut self, script: &str) -> Result<()> {
+        self.proxy_hash = hash_from_stamp(script);
+        self.proxy_scripts.push(script.to_string());
+        self.record("nft proxy -f".into());
+        Ok(())
+    }
+
+    fn conntrack_delete(&mut self, flush: &UdpFlush) -> Result<()> {
+        if std::mem::take(&mut self.fail_next_conntrack) {
+            return Err(crate::Error::Command {
+                op: "delete conntrack entries".into(),
+                detail: "refused by the fake kernel".into(),
+            });
+        }
+        self.conntrack_deletes.push(*flush);
+        self.record(format!("conntrack -D {flush:?}"));
         Ok(())
     }
 }

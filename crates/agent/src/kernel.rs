@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use weft_netlink::{Family, FdbEntry, Neighbour, Route, VxlanInfo, VxlanSpec};
 
 use crate::error::Result;
+use crate::service::UdpFlush;
 
 /// A link as the reconciler needs to see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,4 +87,13 @@ pub trait Kernel {
     fn policy_hash(&mut self) -> Result<Option<String>>;
     /// Runs one `nft -f` transaction on the policy table.
     fn policy_apply(&mut self, script: &str) -> Result<()>;
+    /// The hash stamped into the proxy table `inet weft-proxy` by
+    /// [`crate::service::ServiceState`]; `None` when the table or the stamp
+    /// is missing. Lists one small set, like [`Kernel::policy_hash`].
+    fn proxy_hash(&mut self) -> Result<Option<String>>;
+    /// Runs one `nft -f` transaction on the proxy table.
+    fn proxy_apply(&mut self, script: &str) -> Result<()>;
+    /// Deletes the UDP conntrack entries that `flush` describes (none
+    /// matching is success): stale flows to an endpoint that left a Service.
+    fn conntrack_delete(&mut self, flush: &UdpFlush) -> Result<()>;
 }

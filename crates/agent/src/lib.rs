@@ -13,8 +13,10 @@
 //!
 //! weft's objects, and the only ones it ever removes: routes with
 //! [`ROUTE_PROTOCOL`], the VXLAN device and the entries on it, and nftables
-//! tables `inet weft` (masquerade) and `inet weft-policy` (NetworkPolicy,
-//! applied by [`reconcile_policy`] as deltas against what it last loaded).
+//! tables `inet weft` (masquerade), `inet weft-policy` (NetworkPolicy,
+//! applied by [`reconcile_policy`] as deltas against what it last loaded)
+//! and `inet weft-proxy` (Services, applied the same way by
+//! [`reconcile_services`]).
 //!
 //! ```no_run
 //! use weft_agent::{AgentConfig, ClusterView, NetlinkKernel, desired, observe_local, reconcile};
@@ -41,6 +43,8 @@ pub mod nft;
 pub mod policy;
 mod real;
 mod reconcile;
+pub mod service;
+pub mod stamped;
 mod sweep;
 
 pub use config::{
@@ -58,6 +62,8 @@ pub use local::observe_local;
 pub use policy::{PolicyAction, PolicyReport, PolicyState, reconcile_policy};
 pub use real::NetlinkKernel;
 pub use reconcile::{Report, reconcile};
+pub use service::{ServiceReport, ServiceState, UdpFlush, reconcile_services};
+pub use stamped::TableAction;
 pub use sweep::sweep;
 
 #[cfg(test)]

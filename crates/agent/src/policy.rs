@@ -9,46 +9,25 @@
 //! with a route and no model pod yet stays out of the ruleset, and the
 //! compiler's "no window" rule keeps it blocked until its policy is known.
 //!
-//! Change detection: the SHA-256 of the rendered full table is stamped into
-//! the table as the comment of the one element of set
-//! [`STATE_SET`]. A table's own comment cannot be changed after creation
-//! (the kernel ignores it on update), so it could not follow a delta; an
-//! element can be replaced in the same transaction as the delta. Reading it
-//! back lists that one small set, whatever the table's size.
+//! The table is kept by [`crate::stamped`]: a hash stamp in set
+//! [`STATE_SET`], the whole table first or on mismatch, deltas afterwards.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write;
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 use weft_model::{Node, Pod, PodPhase};
 use weft_netlink::{Family, RTPROT_BOOT, Route};
-use weft_policy::nft::{Ruleset, Stats, TABLE, render_delta, render_full};
+use weft_policy::nft::{Ruleset, Stats, TABLE};
 use weft_policy::{HOST_IF_PATTERN, LocalPod, NodeInputs, PolicyView, compile};
 
 use crate::error::Result;
 use crate::kernel::{Kernel, LinkState};
-use crate::nft::{HASH_PREFIX, hex};
-
-/// The set in the policy table whose one element carries the agent's hash
-/// in its comment. The compiler never uses this name.
-pub const STATE_SET: &str = "agent_state";
+pub use crate::stamped::{STATE_SET, hash_from_stamp, ruleset_hash};
+use crate::stamped::{StampedTable, TableAction, TableIo};
 
 /// What a policy pass did to the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PolicyAction {
-    /// The kernel already held the desired table.
-    Unchanged,
-    /// The kernel's table carries the desired hash although this agent has
-    /// not applied it (a restart): adopted as it is, nothing applied.
-    Adopted,
-    /// The whole table was loaded in one transaction (first pass, table
-    /// missing or changed behind the agent's back, or a failed delta).
-    Full,
-    /// Only the difference was applied, in one transaction.
-    Delta,
-}
+pub type PolicyAction = TableAction;
 
 /// The outcome of one policy pass, for logs and the agent's report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,13 +46,7 @@ pub struct PolicyReport {
 /// that a change is applied as a delta against it.
 #[derive(Debug, Default)]
 pub struct PolicyState {
-    applied: Option<Applied>,
-}
-
-#[derive(Debug)]
-struct Applied {
-    ruleset: Ruleset,
-    hash: String,
+    table: StampedTable,
 }
 
 impl PolicyState {
@@ -83,46 +56,16 @@ impl PolicyState {
         PolicyState::default()
     }
 
-    /// Brings table `inet weft-policy` to `ruleset`.
-    ///
-    /// When the kernel still carries the stamp of what this agent applied,
-    /// only [`render_delta`] is applied (nothing when it is `None`). Else,
-    /// when the kernel's stamp equals the desired hash, the table is adopted
-    /// (hitless restart); otherwise the whole table is loaded atomically. A
-    /// delta the kernel refuses falls back to a full load.
-    pub fn apply(&mut self, kernel: &mut impl Kernel, ruleset: Ruleset) -> Result<PolicyAction> {
-        let have = kernel.policy_hash()?;
-        if let Some(applied) = self.applied.take() {
-            if have.as_deref() == Some(applied.hash.as_str()) {
-                let Some(delta) = render_delta(&applied.ruleset, &ruleset) else {
-                    self.applied = Some(applied);
-                    return Ok(PolicyAction::Unchanged);
-                };
-                let hash = ruleset_hash(&ruleset);
-                match kernel.policy_apply(&(delta + &stamp(&hash))) {
-                    Ok(()) => {
-                        self.applied = Some(Applied { ruleset, hash });
-                        return Ok(PolicyAction::Delta);
-                    }
-                    Err(e) => warn!(error = %e, "policy delta refused; loading the whole table"),
-                }
-            } else {
-                warn!(
-                    table = TABLE,
-                    expected = applied.hash,
-                    found = ?have,
-                    "policy table missing or changed behind the agent; reloading it"
-                );
-            }
-        }
-        let hash = ruleset_hash(&ruleset);
-        if have.as_deref() == Some(hash.as_str()) {
-            self.applied = Some(Applied { ruleset, hash });
-            return Ok(PolicyAction::Adopted);
-        }
-        kernel.policy_apply(&(render_full(&ruleset) + &stamp(&hash)))?;
-        self.applied = Some(Applied { ruleset, hash });
-        Ok(PolicyAction::Full)
+    /// Brings table `inet weft-policy` to `ruleset`: a delta against what
+    /// this agent last applied while the kernel still carries its stamp,
+    /// else adoption of an equal table (hitless restart) or a full load.
+    pub fn apply<K: Kernel>(&mut self, kernel: &mut K, ruleset: Ruleset) -> Result<PolicyAction> {
+        debug_assert_eq!(ruleset.table, TABLE);
+        let io = TableIo {
+            hash: K::policy_hash,
+            apply: K::policy_apply,
+        };
+        self.table.apply(kernel, &io, ruleset)
     }
 }
 
@@ -211,33 +154,11 @@ pub fn local_pods(
     out
 }
 
-/// The hash stamped for `ruleset`: SHA-256 of its full rendering, which is
-/// a deterministic function of the ruleset.
-pub fn ruleset_hash(ruleset: &Ruleset) -> String {
-    hex(&Sha256::digest(render_full(ruleset).as_bytes()))
-}
-
-/// The commands that (re)write the stamp, appended to every transaction:
-/// `add set` is a no-op when the set exists, `flush` drops the old element.
+/// The stamp commands for the policy table (what every transaction ends
+/// with).
+#[cfg(test)]
 fn stamp(hash: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "add set {TABLE} {STATE_SET} {{ type inet_service; }}");
-    let _ = writeln!(out, "flush set {TABLE} {STATE_SET}");
-    let _ = writeln!(
-        out,
-        "add element {TABLE} {STATE_SET} {{ 0 comment \"{HASH_PREFIX}{hash}\" }}"
-    );
-    out
-}
-
-/// The hash in the stamp, from `nft list set inet weft-policy agent_state`
-/// (or from a script that writes it); `None` without a stamp.
-pub fn hash_from_stamp(listing: &str) -> Option<String> {
-    let marker = format!("comment \"{HASH_PREFIX}");
-    let start = listing.rfind(&marker)? + marker.len();
-    let rest = &listing[start..];
-    let hash = &rest[..rest.find('"')?];
-    (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_owned())
+    crate::stamped::stamp(TABLE, hash)
 }
 
 #[cfg(test)]

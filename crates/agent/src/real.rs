@@ -13,11 +13,13 @@ use std::process::{Command, Stdio};
 use ipnet::IpNet;
 use weft_netlink::{Family, FdbEntry, Handle, Link, Neighbour, Route, VxlanSpec};
 use weft_policy::nft::TABLE as POLICY_TABLE;
+use weft_proxy::TABLE as PROXY_TABLE;
 
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, LinkState};
 use crate::nft;
-use crate::policy::{STATE_SET, hash_from_stamp};
+use crate::service::{UdpFlush, conntrack_args};
+use crate::stamped::{STATE_SET, hash_from_stamp};
 
 /// The real kernel of the calling thread's network namespace.
 #[derive(Debug)]
@@ -181,18 +183,47 @@ impl Kernel for NetlinkKernel {
     }
 
     fn policy_hash(&mut self) -> Result<Option<String>> {
-        let op = format!("read the stamp of nftables table {POLICY_TABLE}");
-        let (family, table) = POLICY_TABLE
-            .split_once(' ')
-            .unwrap_or(("inet", POLICY_TABLE));
-        let listing = nft_listing(&op, &["list", "set", family, table, STATE_SET])?;
-        Ok(listing.as_deref().and_then(hash_from_stamp))
+        stamp_of(POLICY_TABLE)
     }
 
     fn policy_apply(&mut self, script: &str) -> Result<()> {
         let op = format!("apply nftables table {POLICY_TABLE}");
         run(&op, "nft", &["-f", "-"], Some(script)).map(drop)
     }
+
+    fn proxy_hash(&mut self) -> Result<Option<String>> {
+        stamp_of(PROXY_TABLE)
+    }
+
+    fn proxy_apply(&mut self, script: &str) -> Result<()> {
+        let op = format!("apply nftables table {PROXY_TABLE}");
+        run(&op, "nft", &["-f", "-"], Some(script)).map(drop)
+    }
+
+    fn conntrack_delete(&mut self, flush: &UdpFlush) -> Result<()> {
+        let args = conntrack_args(flush);
+        let op = format!("delete conntrack entries ({})", args.join(" "));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match run(&op, "conntrack", &args, None) {
+            Ok(_) => Ok(()),
+            // conntrack exits 1 when nothing matched: nothing was stale.
+            Err(Error::Command { detail, .. }) if detail.contains(CONNTRACK_NOTHING_DELETED) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What `conntrack -D` prints when no entry matched.
+const CONNTRACK_NOTHING_DELETED: &str = "0 flow entries have been deleted";
+
+/// The hash in the stamp set of `table` (`inet weft-policy`, …).
+fn stamp_of(table: &str) -> Result<Option<String>> {
+    let op = format!("read the stamp of nftables table {table}");
+    let (family, name) = table.split_once(' ').unwrap_or(("inet", table));
+    let listing = nft_listing(&op, &["list", "set", family, name, STATE_SET])?;
+    Ok(listing.as_deref().and_then(hash_from_stamp))
 }
 
 /// ENODEV: the link to change is gone.

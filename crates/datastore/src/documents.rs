@@ -3,6 +3,7 @@
 //! validating the kinds weft models.
 
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 use serde::Deserialize;
 use serde_json::Value;
@@ -124,8 +125,9 @@ pub(crate) fn identify(index: usize, doc: &mut Value) -> Result<ObjectKey> {
 
 /// Identifies, normalises and validates a document for writing: the
 /// stored `resourceVersion` is dropped (the transaction stamps its own), and
-/// `v1` Nodes, Namespaces, Pods and `networking.k8s.io/v1` NetworkPolicies
-/// must convert into the model, so that a
+/// `v1` Nodes, Namespaces, Pods, Services, `networking.k8s.io/v1`
+/// NetworkPolicies and `discovery.k8s.io/v1` EndpointSlices must convert
+/// into the model, so that a
 /// bad manifest is refused with a precise error at `apply` time instead of
 /// showing up later as a rejected object in every agent's snapshot.
 pub(crate) fn prepare(index: usize, mut doc: Value) -> Result<Prepared> {
@@ -149,6 +151,10 @@ pub(crate) fn check_model(doc: &Value) -> Result<(), String> {
         }
         Some(ModelKind::Pod) => convert::<core::Pod, weft_model::Pod>(doc).map(drop),
         Some(ModelKind::NetworkPolicy) => network_policy(doc).map(drop),
+        Some(ModelKind::Service) => convert::<core::Service, weft_model::Service>(doc).map(drop),
+        Some(ModelKind::EndpointSlice) => {
+            convert::<discovery::EndpointSlice, weft_model::EndpointSlice>(doc).map(drop)
+        }
         None => Ok(()),
     }
 }
@@ -160,11 +166,16 @@ pub(crate) enum ModelKind {
     Namespace,
     Pod,
     NetworkPolicy,
+    Service,
+    EndpointSlice,
 }
 
 /// The API version of the NetworkPolicy weft models; other versions (a
 /// CRD of the same kind in another group) are not Kubernetes policies.
 const NETWORKING_V1: &str = "networking.k8s.io/v1";
+/// The API version of the EndpointSlice weft models (`v1beta1` is gone from
+/// the API server since Kubernetes 1.25).
+const DISCOVERY_V1: &str = "discovery.k8s.io/v1";
 
 /// Which model type a document converts into, if any (by group and version
 /// as well as kind: another group's `Node` is not a Kubernetes node).
@@ -175,6 +186,8 @@ pub(crate) fn model_kind(doc: &Value) -> Option<ModelKind> {
         ("v1", "Namespace") => Some(ModelKind::Namespace),
         ("v1", "Pod") => Some(ModelKind::Pod),
         (NETWORKING_V1, "NetworkPolicy") => Some(ModelKind::NetworkPolicy),
+        ("v1", "Service") => Some(ModelKind::Service),
+        (DISCOVERY_V1, "EndpointSlice") => Some(ModelKind::EndpointSlice),
         _ => None,
     }
 }

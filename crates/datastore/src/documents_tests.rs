@@ -159,3 +159,37 @@ fn content_comparison_ignores_resource_version() {
     assert_eq!(a["metadata"]["resourceVersion"], "7");
     assert!(same_content(&a, &b));
 }
+
+#[test]
+fn services_and_slices_are_validated_with_the_field_named() {
+    let svc = |spec: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": "shop"}, "spec": spec})
+    };
+    // No clusterIP yet: the allocator (the lab, the API server) fills it.
+    assert!(prepare(0, svc(json!({"ports": [{"port": 80}]}))).is_ok());
+    let err = prepare(
+        1,
+        svc(json!({"clusterIP": "nope", "ports": [{"port": 80}]})),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("document 1: Service/shop/web"), "{err}");
+    assert!(err.contains("clusterIP"), "{err}");
+
+    let slice = |endpoints: serde_json::Value| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "web-4", "namespace": "shop",
+                            "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4", "endpoints": endpoints, "ports": [{"port": 8080}]})
+    };
+    assert!(prepare(0, slice(json!([{"addresses": ["10.244.1.5"]}]))).is_ok());
+    let err = prepare(0, slice(json!([{"addresses": ["fd00::5"]}])))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("EndpointSlice/shop/web-4"), "{err}");
+    // Another group's EndpointSlice is not Kubernetes'.
+    let doc = json!({"apiVersion": "example.com/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": "n", "namespace": "x"}, "endpoints": 7});
+    assert!(prepare(0, doc).is_ok());
+}

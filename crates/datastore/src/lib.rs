@@ -33,3 +33,10 @@ pub use layout::{DEFAULT_NAMESPACE, ObjectKey, is_cluster_scoped};
 pub use snapshot::Snapshot;
 pub use store::Datastore;
 pub use watch::Watcher;
+
+/// Parses manifest text (multi-document YAML, or JSON) into documents,
+/// `List`s flattened, exactly as [`Datastore::apply_text`] reads it: for
+/// writers that fill in fields (a Service's cluster IP) before applying.
+pub fn parse_manifest(text: &str) -> Result<Vec<serde_json::Value>> {
+    documents::parse_text(text).map(documents::flatten)
+}

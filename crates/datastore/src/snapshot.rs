@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 use serde_json::Value;
 
 use crate::documents::{self, ModelKind};
@@ -26,7 +27,14 @@ pub struct Snapshot {
     /// namespace then name. One that fails validation is in
     /// [`Self::rejected`] and leaves every other policy in force.
     pub policies: Vec<weft_model::NetworkPolicy>,
-    /// Every other object (Service, EndpointSlice, ...), raw, sorted by
+    /// `v1` Services, validated, sorted by namespace then name. One that
+    /// fails validation is in [`Self::rejected`] and is not proxied; every
+    /// other Service is.
+    pub services: Vec<weft_model::Service>,
+    /// `discovery.k8s.io/v1` EndpointSlices, validated, sorted by namespace
+    /// then name; a rejected one is in [`Self::rejected`].
+    pub slices: Vec<weft_model::EndpointSlice>,
+    /// Every other object (ConfigMap, CRDs, ...), raw, sorted by
     /// kind directory, namespace, name.
     pub others: Vec<Value>,
     /// Objects left out, as (`Kind/namespace/name` or the file's path when
@@ -109,6 +117,12 @@ impl Snapshot {
             }
             Some(ModelKind::NetworkPolicy) => {
                 documents::network_policy(&doc).map(|p| self.policies.push(p))
+            }
+            Some(ModelKind::Service) => {
+                documents::convert::<core::Service, _>(&doc).map(|s| self.services.push(s))
+            }
+            Some(ModelKind::EndpointSlice) => {
+                documents::convert::<discovery::EndpointSlice, _>(&doc).map(|s| self.slices.push(s))
             }
             None => {
                 self.others.push(doc);

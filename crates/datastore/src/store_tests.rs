@@ -358,3 +358,54 @@ fn snapshot_converts_and_reports_rejected_objects() {
         "{why}"
     );
 }
+
+#[test]
+fn snapshot_types_services_and_slices_and_leaves_out_bad_ones_alone() {
+    let (dir, ds) = store();
+    ds.apply_text(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-v4
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+endpoints: [{addresses: [10.244.1.5], nodeName: node-1}]
+ports: [{name: http, port: 8080}]
+"#,
+    )
+    .unwrap();
+    // A Service the API server would refuse, written by hand.
+    let services = dir.path().join("objects/services/shop");
+    let bad = json!({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": "bad", "namespace": "shop"},
+                     "spec": {"clusterIP": "10.96.0.11", "ports": []}});
+    fs::write(services.join("bad.json"), bad.to_string()).unwrap();
+
+    let snap = ds.snapshot().unwrap();
+    assert!(snap.others.is_empty(), "{:?}", snap.others);
+    assert_eq!(snap.services.len(), 1);
+    assert_eq!(snap.services[0].key(), "shop/web");
+    assert_eq!(snap.services[0].cluster_ips[0].to_string(), "10.96.0.10");
+    assert_eq!(snap.slices.len(), 1);
+    assert_eq!(snap.slices[0].service.as_deref(), Some("web"));
+    assert_eq!(
+        snap.slices[0].endpoints[0].node_name.as_deref(),
+        Some("node-1")
+    );
+    assert_eq!(snap.rejected.len(), 1, "{:?}", snap.rejected);
+    assert_eq!(snap.rejected[0].0, "Service/shop/bad");
+    assert!(
+        snap.rejected[0].1.contains("spec.ports"),
+        "{:?}",
+        snap.rejected
+    );
+}

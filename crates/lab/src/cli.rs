@@ -19,7 +19,9 @@ use crate::model::ModelKind;
 use crate::netns;
 use crate::objects::{self, LabelEdit};
 use crate::probe::{self, ProbeQuery};
+use crate::probe_services;
 use crate::report;
+use crate::services;
 use crate::state::{LabLock, LabState};
 use crate::store::Store;
 
@@ -89,6 +91,10 @@ pub enum LabCmd {
         /// Ports to serve, e.g. `tcp/80,udp/80`.
         #[arg(long, default_value = "tcp/80,udp/80")]
         ports: String,
+        /// Also answer on TCP and UDP port 9376 with this name and the
+        /// client's address (which endpoint of a Service answered).
+        #[arg(long, value_name = "NAME")]
+        whoami: Option<String>,
     },
 }
 
@@ -190,10 +196,13 @@ pub struct ProbeArgs {
     /// Print `{"results":[…]}` instead of a matrix.
     #[arg(long)]
     pub json: bool,
-    /// Client pods, `NAMESPACE/NAME` (repeatable; default all).
+    /// Clients: pods `NAMESPACE/NAME`, `ext` (the external client) or
+    /// `node/NAME` (repeatable; default all pods).
     #[arg(long)]
     pub from: Vec<String>,
-    /// Server pods (repeatable; default all).
+    /// Servers: pods, `svc/NAMESPACE/NAME` (the cluster IPs on `--port`) or
+    /// `nodeport/NAMESPACE/NAME` (the NodePort of Service port `--port` on
+    /// every node) (repeatable; default all pods).
     #[arg(long)]
     pub to: Vec<String>,
     /// Destination port.
@@ -328,6 +337,7 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
             let mut state = LabState::require(&layout)?;
             let store = Store::open(&layout)?;
             let rec = kubelet::add_pod(&layout, &mut state, &store, &spec)?;
+            services::reconcile_endpoints(&store)?;
             let ips: Vec<String> = rec.ips.iter().map(ToString::to_string).collect();
             out!("pod {} on {}: {}", rec.key(), rec.node, ips.join(", "));
         }
@@ -337,6 +347,7 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
             let mut state = LabState::require(&layout)?;
             let store = Store::open(&layout)?;
             kubelet::del_pod(&layout, &mut state, &store, &pod)?;
+            services::reconcile_endpoints(&store)?;
             out!("pod {pod} deleted");
         }
         LabCmd::Ns(NsCmd::Add { name, labels }) => {
@@ -381,15 +392,22 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
             if query.families.iter().any(|f| *f != 4 && *f != 6) {
                 bail!("--family must be 4 or 6");
             }
-            let records = probe::probe(&state, &query)?;
+            let records = if probe_services::is_extended(&query) {
+                probe_services::probe(&state, &Store::open(&layout)?, &query)?
+            } else {
+                probe::probe(&state, &query)?
+            };
             if p.json {
                 emit_line(&probe::to_json(&records).to_string())?;
             } else {
                 emit(&probe::render(&records))?;
             }
         }
-        LabCmd::Serve { ports } => {
+        LabCmd::Serve { ports, whoami } => {
             let ports = weft_probe::parse_port_spec(&ports)?;
+            if let Some(name) = whoami {
+                services::whoami::spawn_server(name)?;
+            }
             weft_probe::serve(&weft_probe::ServeOpts::new(ports)).context("lab serve")?;
         }
     }
@@ -399,7 +417,13 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
 /// Runs `weftctl apply -f`.
 pub fn run_apply(args: ApplyArgs) -> Result<i32> {
     let (store, text, source) = manifest(&args)?;
-    let rev = store.apply_text(&text, &source)?;
+    let layout = Layout::resolve(args.state_dir.as_deref());
+    let families = LabState::require(&layout)?.families;
+    let mut docs =
+        weft_datastore::parse_manifest(&text).with_context(|| format!("read {source}"))?;
+    services::allocate_services(&store, &mut docs, &families)?;
+    let rev = store.apply(docs, &source)?;
+    let rev = services::reconcile_endpoints(&store)?.unwrap_or(rev);
     out!("applied {source} (revision {rev})");
     Ok(0)
 }
@@ -407,7 +431,9 @@ pub fn run_apply(args: ApplyArgs) -> Result<i32> {
 /// Runs `weftctl delete -f`.
 pub fn run_delete(args: ApplyArgs) -> Result<i32> {
     let (store, text, source) = manifest(&args)?;
-    match store.delete_text(&text, &source)? {
+    let deleted = store.delete_text(&text, &source)?;
+    let deleted = services::reconcile_endpoints(&store)?.or(deleted);
+    match deleted {
         Some(rev) => out!("deleted what {source} names (revision {rev})"),
         None => out!("nothing that {source} names exists"),
     }
@@ -431,6 +457,7 @@ pub fn run_label(args: LabelArgs) -> Result<i32> {
         .map(|l| LabelEdit::parse(l))
         .collect::<Result<Vec<_>, _>>()?;
     let rev = store.label(kind, namespace.as_deref(), &name, &edits)?;
+    let rev = services::reconcile_endpoints(&store)?.unwrap_or(rev);
     out!(
         "{} {name} labeled (revision {rev})",
         kind.to_ascii_lowercase()
@@ -506,77 +533,5 @@ fn own_dir() -> Result<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        lab: LabArgs,
-    }
-
-    #[test]
-    fn lab_commands_parse() {
-        let cli = Cli::try_parse_from([
-            "lab",
-            "--state-dir",
-            "/tmp/l",
-            "up",
-            "--nodes",
-            "2",
-            "--dual-stack",
-            "--model",
-            "netpol",
-            "--no-agent",
-            "--segments",
-            "2",
-        ])
-        .unwrap();
-        assert_eq!(cli.lab.state_dir.as_deref(), Some(Path::new("/tmp/l")));
-        let LabCmd::Up(up) = cli.lab.cmd else {
-            panic!()
-        };
-        assert!(up.dual_stack && up.no_agent && up.nodes == 2 && up.model == ModelKind::Netpol);
-        assert_eq!(up.segments, 2);
-        let cli = Cli::try_parse_from(["lab", "agent", "restart", "node1", "--kill"]).unwrap();
-        let LabCmd::Agent(AgentCmd::Restart { node, kill, .. }) = cli.lab.cmd else {
-            panic!()
-        };
-        assert!(kill && node == "node1");
-        assert!(Cli::try_parse_from(["lab", "up", "--ipv6", "--dual-stack"]).is_err());
-        assert!(Cli::try_parse_from(["lab", "up", "--backend", "geneve"]).is_err());
-        let cli = Cli::try_parse_from(["lab", "exec", "x/a", "--", "ip", "-br", "addr"]).unwrap();
-        let LabCmd::Exec { command, .. } = cli.lab.cmd else {
-            panic!()
-        };
-        assert_eq!(command, ["ip", "-br", "addr"]);
-        let cli = Cli::try_parse_from([
-            "lab",
-            "probe",
-            "--from",
-            "x/a",
-            "--from",
-            "x/b",
-            "--protocol",
-            "udp",
-            "--family",
-            "6",
-        ])
-        .unwrap();
-        let LabCmd::Probe(p) = cli.lab.cmd else {
-            panic!()
-        };
-        assert_eq!(p.from.len(), 2);
-        assert_eq!(p.protocol, Protocol::Udp);
-        assert!(Cli::try_parse_from(["lab", "probe", "--family", "7"]).is_err());
-    }
-
-    #[test]
-    fn pod_keys_need_a_namespace() {
-        assert_eq!(split_pod("x/a").unwrap(), ("x".into(), "a".into()));
-        for bad in ["a", "/a", "x/", "x/a/b"] {
-            assert!(split_pod(bad).is_err(), "{bad}");
-        }
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

@@ -18,6 +18,7 @@ use crate::model::{self, ModelKind};
 use crate::netns;
 use crate::objects;
 use crate::procs;
+use crate::services;
 use crate::state::{LabLock, LabState, NodeRecord, ProcRecord, write_atomic};
 use crate::store::Store;
 use crate::underlay::{self, MAX_NODES, MAX_SEGMENTS, UNDERLAY_MTU};
@@ -129,6 +130,7 @@ fn build(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
     if opts.segments > 1 {
         underlay::create_router(layout, state)?;
     }
+    underlay::create_external(layout, state)?;
     let mut node_objects = Vec::new();
     for i in 1..=opts.nodes {
         let node = underlay::create_node(layout, state, i)?;
@@ -173,6 +175,7 @@ fn build(layout: &Layout, state: &mut LabState, opts: &UpOpts) -> Result<()> {
     for pod in &model.pods {
         kubelet::add_pod(layout, state, &store, pod)?;
     }
+    services::reconcile_endpoints(&store)?;
     Ok(())
 }
 

@@ -165,6 +165,8 @@ fn start(
             "serve".into(),
             "--ports".into(),
             record.ports.join(","),
+            "--whoami".into(),
+            record.key(),
         ];
         let (child, proc_rec) =
             procs::spawn_detached(&record.netns, &state.bin_dir.join("weftctl"), &args, &log)?;

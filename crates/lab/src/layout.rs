@@ -97,6 +97,11 @@ impl Layout {
         format!("{}-rt", self.prefix)
     }
 
+    /// The external client's namespace: on the underlay, not a node.
+    pub fn external_netns(&self) -> String {
+        format!("{}-ext", self.prefix)
+    }
+
     /// A node's namespace.
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)

@@ -18,7 +18,8 @@
 //! libcni part), [`store`] writes the datastore as the API server's clients
 //! would, [`report`] and [`probe`] look at the result, [`netpol`] sets the
 //! NetworkPolicy evaluator against it (`policy explain`, the differential
-//! harness), [`cli`] is the command-line contract weftctl exposes.
+//! harness), [`services`] plays the API server and EndpointSlice
+//! controller for Services, [`cli`] is the command-line contract weftctl exposes.
 
 pub mod agents;
 pub mod chain;
@@ -32,8 +33,10 @@ pub mod netns;
 pub mod netpol;
 pub mod objects;
 pub mod probe;
+pub mod probe_services;
 pub mod procs;
 pub mod report;
+pub mod services;
 pub mod state;
 pub mod store;
 pub mod underlay;

@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::error::{LabError, Result};
 use crate::layout::Layout;
 use crate::procs;
-use crate::state::{LabState, SegmentRecord};
+use crate::services::{self, ServiceStatus};
+use crate::state::{ExternalRecord, LabState, SegmentRecord};
 use crate::store::Store;
 
 /// The whole lab as `lab status --json` prints it.
@@ -38,6 +39,10 @@ pub struct Status {
     pub nodes: Vec<NodeStatus>,
     /// Pods.
     pub pods: Vec<PodStatus>,
+    /// The external client (not a node), when the lab has one.
+    pub external: Option<ExternalRecord>,
+    /// Services with their cluster IPs, NodePorts and ready endpoints.
+    pub services: Vec<ServiceStatus>,
 }
 
 /// One node.
@@ -127,6 +132,8 @@ pub fn status(layout: &Layout) -> Result<Status> {
         router: state.router.clone(),
         nodes,
         pods,
+        external: state.external.clone(),
+        services: services::status(&store)?,
     })
 }
 
@@ -201,6 +208,27 @@ pub fn render(s: &Status) -> String {
         ]);
     }
     table(&mut out, &rows);
+    if !s.services.is_empty() {
+        out.push('\n');
+        let mut rows = vec![header(&[
+            "SERVICE",
+            "TYPE",
+            "CLUSTER IPS",
+            "PORTS",
+            "ENDPOINTS",
+        ])];
+        for svc in &s.services {
+            let ips: Vec<String> = svc.cluster_ips.iter().map(ToString::to_string).collect();
+            rows.push(vec![
+                format!("{}/{}", svc.namespace, svc.name),
+                svc.service_type.clone(),
+                join(&ips),
+                join(&svc.ports),
+                svc.endpoints.len().to_string(),
+            ]);
+        }
+        table(&mut out, &rows);
+    }
     out
 }
 

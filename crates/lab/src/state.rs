@@ -33,12 +33,27 @@ pub struct LabState {
     /// The router namespace joining the segments, once created.
     #[serde(default)]
     pub router: Option<String>,
+    /// The external client on segment 0 (not a cluster node), once created:
+    /// where NodePorts are tested from outside.
+    #[serde(default)]
+    pub external: Option<ExternalRecord>,
     /// Nodes, in creation order.
     pub nodes: Vec<NodeRecord>,
     /// Pods, in creation order.
     pub pods: Vec<PodRecord>,
     /// Every namespace created so far, also those of half-built objects.
     pub netns: Vec<String>,
+}
+
+/// The external client: a namespace on the underlay with an address of
+/// segment 0 and no part in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalRecord {
+    /// Its namespace.
+    pub netns: String,
+    /// Its underlay addresses.
+    pub addresses: Vec<IpNet>,
 }
 
 /// One L2 segment of the underlay: a bridge inside its own namespace.

@@ -22,7 +22,8 @@ use weft_netlink::{Netns, sysctl_set_in};
 use crate::error::{LabError, Result};
 use crate::layout::Layout;
 use crate::netns;
-use crate::state::{LabState, NodeRecord, SegmentRecord};
+use crate::services::alloc::{SERVICE_CIDR_V4, SERVICE_CIDR_V6};
+use crate::state::{ExternalRecord, LabState, NodeRecord, SegmentRecord};
 
 /// The most nodes a lab can have (addresses .11 to .210 of a segment).
 pub const MAX_NODES: usize = 200;
@@ -187,6 +188,66 @@ fn no_dad(ns: &str) -> Result<Netns> {
     Ok(handle)
 }
 
+/// The external client's host number on segment 0, above every node's.
+const EXTERNAL_HOST: u8 = 250;
+
+/// The external client's underlay addresses (segment 0, host .250).
+pub fn external_addresses() -> Vec<IpNet> {
+    let v6 = u16::from_str_radix(&EXTERNAL_HOST.to_string(), 16).expect("decimal digits");
+    segment_hosts(0, EXTERNAL_HOST, v6)
+}
+
+/// Creates the external client (`<prefix>-ext`) on segment 0, like a node
+/// without an agent, pods or Node object, and records it.
+pub fn create_external(layout: &Layout, state: &mut LabState) -> Result<()> {
+    let ns = layout.external_netns();
+    let segment = state
+        .segments
+        .first()
+        .cloned()
+        .ok_or_else(|| LabError::Invalid("underlay segment 0 does not exist".into()))?;
+    state.netns.push(ns.clone());
+    state.save(layout)?;
+    netns::create(&ns)?;
+    no_dad(&ns)?;
+    attach(&segment, &ns, "vethext", &external_addresses())?;
+    state.external = Some(ExternalRecord {
+        netns: ns,
+        addresses: external_addresses(),
+    });
+    state.save(layout)
+}
+
+/// Connects namespace `ns` to `segment` through a veth (`port` on the
+/// bridge, `eth0` in `ns`) holding `addresses`, with default routes through
+/// the segment's gateways.
+fn attach(segment: &SegmentRecord, ns: &str, port: &str, addresses: &[IpNet]) -> Result<()> {
+    // Created in the segment's namespace with its peer born in `ns`: the
+    // pair never passes through the root namespace.
+    netns::ip_in(
+        &segment.netns,
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ],
+    )?;
+    netns::ip_in(
+        &segment.netns,
+        &["link", "set", port, "master", &segment.bridge, "up"],
+    )?;
+    for a in addresses {
+        let a = a.to_string();
+        netns::ip_in(ns, &["addr", "add", &a, "dev", "eth0", "nodad"])?;
+    }
+    netns::ip_in(ns, &["link", "set", "eth0", "up"])?;
+    // Peers on other segments are reached through the router; `ip` takes
+    // the family from the gateway's address.
+    for gw in &segment.gateways {
+        let gw = gw.to_string();
+        netns::ip_in(ns, &["route", "add", "default", "via", &gw, "dev", "eth0"])?;
+    }
+    Ok(())
+}
+
 /// Creates node `i`'s namespace, attaches it to its segment (see
 /// [`segment_of`]) with default routes through the segment's gateways,
 /// and records it.
@@ -208,30 +269,20 @@ pub fn create_node(layout: &Layout, state: &mut LabState, i: usize) -> Result<No
     state.save(layout)?;
     netns::create(&ns)?;
     no_dad(&ns)?;
-    let port = format!("veth{i}");
-    // Created in the segment's namespace with its peer born in the node's:
-    // the pair never passes through the root namespace.
-    netns::ip_in(
-        &segment.netns,
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ],
-    )?;
-    netns::ip_in(
-        &segment.netns,
-        &["link", "set", &port, "master", &segment.bridge, "up"],
-    )?;
     let addresses = node_addresses(i, index);
-    for a in &addresses {
-        let a = a.to_string();
-        netns::ip_in(&ns, &["addr", "add", &a, "dev", "eth0", "nodad"])?;
-    }
-    netns::ip_in(&ns, &["link", "set", "eth0", "up"])?;
-    // Peers on other segments are reached through the router; `ip` takes
-    // the family from the gateway's address.
-    for gw in &segment.gateways {
-        let gw = gw.to_string();
-        netns::ip_in(&ns, &["route", "add", "default", "via", &gw, "dev", "eth0"])?;
+    attach(&segment, &ns, &format!("veth{i}"), &addresses)?;
+    if segment.gateways.is_empty() {
+        // A real node has a default route; without one, the node's own
+        // connections to a Service address fail in routing before the
+        // proxy's output hook can translate them.
+        for family in &state.families {
+            let cidr = if *family == 4 {
+                SERVICE_CIDR_V4
+            } else {
+                SERVICE_CIDR_V6
+            };
+            netns::ip_in(&ns, &["route", "add", cidr, "dev", "eth0"])?;
+        }
     }
     let node = NodeRecord {
         name,

@@ -69,8 +69,8 @@ fn same_node_lab() {
     let store = Store::open(layout).unwrap();
     assert_eq!(
         own_netns(layout).len(),
-        3,
-        "underlay and two nodes: {:?}",
+        4,
+        "underlay, external client and two nodes: {:?}",
         own_netns(layout)
     );
 

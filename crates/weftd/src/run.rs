@@ -9,8 +9,8 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 use weft_agent::{
-    AgentConfig, ClusterView, NetlinkKernel, PolicyState, desired, observe_local, reconcile,
-    reconcile_policy,
+    AgentConfig, ClusterView, NetlinkKernel, PolicyState, ServiceState, desired, observe_local,
+    reconcile, reconcile_policy, reconcile_services,
 };
 use weft_cni::plugin::node::NodeState;
 use weft_datastore::{Datastore, Snapshot, Watcher};
@@ -67,6 +67,8 @@ pub fn run(cfg: AgentConfig, lc: LoopConfig, health: Arc<Health>) -> Result<()> 
 struct PassState {
     /// The policy table this agent last applied (deltas go against it).
     policy: PolicyState,
+    /// The proxy table and UDP endpoints this agent last applied.
+    services: ServiceState,
     /// The rejected objects last warned about: each is named once, not on
     /// every pass.
     rejected: Vec<(String, String)>,
@@ -82,7 +84,13 @@ fn pass(
     let snap = ds.snapshot().context("read the datastore")?;
     if snap.rejected != state.rejected {
         for (what, why) in snap.rejected.iter().filter(|r| !state.rejected.contains(r)) {
-            if what.starts_with("NetworkPolicy/") {
+            if what.starts_with("Service/") || what.starts_with("EndpointSlice/") {
+                warn!(
+                    object = what,
+                    error = why,
+                    "rejected Service object: not proxied; every other Service stays in force"
+                );
+            } else if what.starts_with("NetworkPolicy/") {
                 warn!(
                     policy = what,
                     error = why,
@@ -144,6 +152,17 @@ fn pass(
     // routes, which the plugin made; its absence never blocks routing.
     let policy = reconcile_policy(kernel, &mut state.policy, &policy_view(&snap), me)
         .context("reconcile NetworkPolicy")?;
+    // Services after policy: both are needed for Service traffic, neither
+    // blocks routing, and a policy decided after DNAT is already in place.
+    let services = reconcile_services(
+        kernel,
+        &mut state.services,
+        &snap.services,
+        &snap.slices,
+        me,
+        &cfg.cluster_cidrs,
+    )
+    .context("reconcile Services")?;
 
     let state = NodeState {
         node: Some(cfg.node_name.clone()),
@@ -174,8 +193,13 @@ fn pass(
 
     report(ds, cfg, Some(snap.revision), None);
     Ok(format!(
-        "revision {} applied; policy: {} policies over {} local pods ({:?})",
-        snap.revision, policy.policies, policy.local_pods, policy.action
+        "revision {} applied; policy: {} policies over {} local pods ({:?}); services: {} ({:?})",
+        snap.revision,
+        policy.policies,
+        policy.local_pods,
+        policy.action,
+        services.services,
+        services.action
     ))
 }
 

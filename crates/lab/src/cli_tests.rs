@@ -1,0 +1,72 @@
+use super::*;
+use clap::Parser;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    lab: LabArgs,
+}
+
+#[test]
+fn lab_commands_parse() {
+    let cli = Cli::try_parse_from([
+        "lab",
+        "--state-dir",
+        "/tmp/l",
+        "up",
+        "--nodes",
+        "2",
+        "--dual-stack",
+        "--model",
+        "netpol",
+        "--no-agent",
+        "--segments",
+        "2",
+    ])
+    .unwrap();
+    assert_eq!(cli.lab.state_dir.as_deref(), Some(Path::new("/tmp/l")));
+    let LabCmd::Up(up) = cli.lab.cmd else {
+        panic!()
+    };
+    assert!(up.dual_stack && up.no_agent && up.nodes == 2 && up.model == ModelKind::Netpol);
+    assert_eq!(up.segments, 2);
+    let cli = Cli::try_parse_from(["lab", "agent", "restart", "node1", "--kill"]).unwrap();
+    let LabCmd::Agent(AgentCmd::Restart { node, kill, .. }) = cli.lab.cmd else {
+        panic!()
+    };
+    assert!(kill && node == "node1");
+    assert!(Cli::try_parse_from(["lab", "up", "--ipv6", "--dual-stack"]).is_err());
+    assert!(Cli::try_parse_from(["lab", "up", "--backend", "geneve"]).is_err());
+    let cli = Cli::try_parse_from(["lab", "exec", "x/a", "--", "ip", "-br", "addr"]).unwrap();
+    let LabCmd::Exec { command, .. } = cli.lab.cmd else {
+        panic!()
+    };
+    assert_eq!(command, ["ip", "-br", "addr"]);
+    let cli = Cli::try_parse_from([
+        "lab",
+        "probe",
+        "--from",
+        "x/a",
+        "--from",
+        "x/b",
+        "--protocol",
+        "udp",
+        "--family",
+        "6",
+    ])
+    .unwrap();
+    let LabCmd::Probe(p) = cli.lab.cmd else {
+        panic!()
+    };
+    assert_eq!(p.from.len(), 2);
+    assert_eq!(p.protocol, Protocol::Udp);
+    assert!(Cli::try_parse_from(["lab", "probe", "--family", "7"]).is_err());
+}
+
+#[test]
+fn pod_keys_need_a_namespace() {
+    assert_eq!(split_pod("x/a").unwrap(), ("x".into(), "a".into()));
+    for bad in ["a", "/a", "x/", "x/a/b"] {
+        assert!(split_pod(bad).is_err(), "{bad}");
+    }
+}
