@@ -13,6 +13,7 @@ pub mod labs;
 pub mod machine;
 pub mod netpol_connect;
 pub mod policy;
+pub mod services;
 pub mod stats;
 pub mod supervise;
 pub mod throughput;

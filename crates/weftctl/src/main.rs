@@ -111,6 +111,28 @@ enum Bench {
         #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "auto"])]
         backend: String,
     },
+    /// Services at scale: programming time and memory of 10,000 Services
+    /// × 10 endpoints, and connect latency with few versus many Services.
+    Services {
+        /// Programming sizes in Services.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        sizes: Vec<usize>,
+        /// Endpoints per Service (1 to 10).
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Timed programming runs per size (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Services in the latency's small table.
+        #[arg(long, default_value_t = 10)]
+        few: usize,
+        /// Services in the latency's big table.
+        #[arg(long, default_value_t = 10_000)]
+        many: usize,
+        /// Timed connects per latency phase (0 skips the latency).
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+    },
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -201,6 +223,27 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let report = weft_bench::netpol_connect::run(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            0
+        }
+        Cmd::Bench(Bench::Services {
+            sizes,
+            endpoints,
+            runs,
+            few,
+            many,
+            connections,
+        }) => {
+            let opts = weft_bench::services::ServicesBenchOpts {
+                sizes,
+                endpoints,
+                runs,
+                few,
+                many,
+                connections,
+                ..Default::default()
+            };
+            let report = weft_bench::services::run(&opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             0
         }

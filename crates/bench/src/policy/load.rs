@@ -9,7 +9,7 @@ use weft_testkit::NetNs;
 
 /// Loads `script` with `nft -f -` inside `ns` (one transaction) and returns
 /// the wall time, process start included: the agent pays it too.
-pub(super) fn nft(ns: &NetNs, script: &str) -> Result<Duration> {
+pub(crate) fn nft(ns: &NetNs, script: &str) -> Result<Duration> {
     let started = Instant::now();
     let mut child = ns
         .command("nft")

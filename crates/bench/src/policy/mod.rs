@@ -21,7 +21,7 @@
 //! change ≤ 50 ms, memory ≤ 2 KiB per pod.
 
 pub mod heap;
-mod load;
+pub(crate) mod load;
 mod report;
 pub mod synth;
 

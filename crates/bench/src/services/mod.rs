@@ -1,0 +1,201 @@
+//! `weftctl bench services`: programming time, memory and first-packet
+//! latency of Services at scale (issue 5, Performance).
+//!
+//! Programming: for each size (`N` Services × `M` endpoints, [`synth`]),
+//! the node's proxy table is compiled and loaded with `nft -f` into a
+//! `weft…` network namespace of its own; then one endpoint is removed and
+//! added back, each applied as a [`render_delta`]. Memory: heap bytes of
+//! the Services, slices and compiled table ([`crate::policy::heap`]).
+//!
+//! Latency: a node namespace with a client pod and a server pod ([`lab`]);
+//! the table with few Services and the one with many are loaded in turn
+//! (few, many, few, many, bracketing drift) and TCP connects from the
+//! client to Service 0's ClusterIP are timed in each phase. Every
+//! namespace is removed afterwards, also on failure or SIGINT.
+
+pub mod lab;
+mod report;
+pub mod synth;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use weft_proxy::{Ruleset, compile, render_delta, render_full};
+use weft_testkit::NetNs;
+
+pub use report::{
+    ENDPOINT_CHANGE_MS_MAX, FULL_SYNC_MS_MAX, LATENCY_RATIO_MAX, Memory, Phase, Run,
+    TARGET_ENDPOINTS, TARGET_SERVICES, latency_report, report, size_report,
+};
+
+use crate::policy::load::nft;
+use crate::policy::{Change, heap};
+use crate::supervise::Supervisor;
+
+/// Options for [`run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesBenchOpts {
+    /// Programming sizes in Services, measured in this order.
+    pub sizes: Vec<usize>,
+    /// Endpoints per Service.
+    pub endpoints: usize,
+    /// Repetitions of the timed programming steps per size.
+    pub runs: usize,
+    /// Services of the latency's small table.
+    pub few: usize,
+    /// Services of the latency's big table.
+    pub many: usize,
+    /// Timed connects per latency phase (0 skips the latency).
+    pub connections: usize,
+    /// Untimed connects before each phase's timed ones.
+    pub warmup: usize,
+}
+
+impl Default for ServicesBenchOpts {
+    fn default() -> Self {
+        ServicesBenchOpts {
+            sizes: vec![1_000, 10_000],
+            endpoints: 10,
+            runs: 3,
+            few: 10,
+            many: 10_000,
+            connections: 2_000,
+            warmup: 100,
+        }
+    }
+}
+
+/// Runs the benchmark and returns its report as JSON.
+///
+/// Needs root. Call it from the main thread before it starts other threads
+/// (see [`Supervisor`]).
+pub fn run(opts: &ServicesBenchOpts) -> Result<Value> {
+    if opts.runs == 0 || opts.sizes.contains(&0) || opts.few == 0 || opts.many == 0 {
+        bail!("--runs, --few, --many and every --sizes entry must be positive");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the Services benchmark works in network namespaces: run it as root");
+    }
+    let supervisor = Supervisor::start()?;
+    let sup = supervisor.handle();
+    let mut sizes = Vec::with_capacity(opts.sizes.len());
+    for &services in &opts.sizes {
+        let at = || format!("{services} Services × {} endpoints", opts.endpoints);
+        let memory =
+            memory(services, opts.endpoints).with_context(|| format!("memory at {}", at()))?;
+        let mut runs = Vec::with_capacity(opts.runs);
+        for i in 0..opts.runs {
+            if sup.interrupted() {
+                bail!("Services benchmark interrupted");
+            }
+            runs.push(
+                one(services, opts.endpoints)
+                    .with_context(|| format!("{}, run {}", at(), i + 1))?,
+            );
+        }
+        sizes.push(size_report(services, opts.endpoints, &memory, &runs));
+    }
+    let latency = if opts.connections == 0 {
+        None
+    } else {
+        let phases = latency(opts, || sup.interrupted()).context("latency")?;
+        Some(latency_report(opts.few, opts.many, opts.warmup, &phases))
+    };
+    Ok(report(opts.runs, sizes, latency))
+}
+
+/// The heap of the Services' model, then of the compiled table next to it.
+fn memory(services: usize, endpoints: usize) -> Result<Memory> {
+    let base = heap::in_use();
+    let cluster = synth::cluster(services, endpoints)?;
+    let with_model = heap::in_use();
+    let ruleset = compile(&cluster.services, &cluster.slices, &synth::node());
+    let with_ruleset = heap::in_use();
+    let memory = Memory {
+        model_bytes: base.zip(with_model).map(|(b, m)| m.saturating_sub(b)),
+        ruleset_bytes: with_model
+            .zip(with_ruleset)
+            .map(|(m, r)| r.saturating_sub(m)),
+        process_peak_rss_bytes: heap::peak_rss(),
+    };
+    drop((ruleset, cluster));
+    Ok(memory)
+}
+
+/// One timed programming run, in a namespace of its own.
+fn one(services: usize, endpoints: usize) -> Result<Run> {
+    let mut cluster = synth::cluster(services, endpoints)?;
+    let ns = NetNs::new("svc").context("create the benchmark's network namespace")?;
+    let started = Instant::now();
+    let ruleset = compile(&cluster.services, &cluster.slices, &synth::node());
+    let compile_time = started.elapsed();
+    let started = Instant::now();
+    let full = render_full(&ruleset);
+    let render_time = started.elapsed();
+    let load_time = nft(&ns, &full).context("full load")?;
+    let stats = ruleset.stats();
+
+    let removed = cluster.remove_endpoint()?;
+    let (endpoint_removed, ruleset) = change(&ns, &cluster, ruleset).context("endpoint removed")?;
+    cluster.add_endpoint(removed);
+    let (endpoint_added, _) = change(&ns, &cluster, ruleset).context("endpoint added")?;
+    Ok(Run {
+        compile_ms: ms(compile_time),
+        render_ms: ms(render_time),
+        load_ms: ms(load_time),
+        full_text_bytes: full.len(),
+        stats,
+        endpoint_removed,
+        endpoint_added,
+    })
+}
+
+/// Recompiles, renders the delta against `old` and loads it.
+fn change(ns: &NetNs, cluster: &synth::Synthesized, old: Ruleset) -> Result<(Change, Ruleset)> {
+    let started = Instant::now();
+    let new = compile(&cluster.services, &cluster.slices, &synth::node());
+    let compile_time = started.elapsed();
+    let started = Instant::now();
+    let delta = render_delta(&old, &new)
+        .context("the change left the node's table as it was: nothing to measure")?;
+    let render_time = started.elapsed();
+    let load_time = nft(ns, &delta)?;
+    let change = Change {
+        compile_ms: ms(compile_time),
+        render_ms: ms(render_time),
+        load_ms: ms(load_time),
+        delta_text_bytes: delta.len(),
+        delta_commands: delta.lines().filter(|l| !l.trim().is_empty()).count(),
+    };
+    Ok((change, new))
+}
+
+/// The latency phases: few, many, few, many, in the same namespaces.
+fn latency(opts: &ServicesBenchOpts, interrupted: impl Fn() -> bool) -> Result<Vec<Phase>> {
+    let node = synth::node();
+    let table = |services: usize| -> Result<String> {
+        let c = synth::cluster(services, opts.endpoints)?;
+        Ok(render_full(&compile(&c.services, &c.slices, &node)))
+    };
+    let (few, many) = (table(opts.few)?, table(opts.many)?);
+    let lab = lab::Lab::new()?;
+    let ip: Ipv4Addr = synth::CLUSTER_IP.parse().context("the ClusterIP")?;
+    let mut phases = Vec::with_capacity(4);
+    for (services, text) in [(opts.few, &few), (opts.many, &many)].repeat(2) {
+        if interrupted() {
+            bail!("Services benchmark interrupted");
+        }
+        nft(&lab.node, text).with_context(|| format!("load {services} Services"))?;
+        let samples = lab
+            .connects(ip, synth::SERVICE_PORT, opts.warmup, opts.connections)
+            .with_context(|| format!("connects with {services} Services"))?;
+        phases.push(Phase { services, samples });
+    }
+    Ok(phases)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
