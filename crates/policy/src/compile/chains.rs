@@ -24,9 +24,9 @@ type Fragment = (Option<IpFamily>, String);
 /// policy isolates the pod in that direction (its traffic then skips the
 /// chain: no map element points anywhere). `policies` are those of the
 /// pod's namespace (the only ones that can select it).
-pub(crate) fn pod_chain(
-    policies: &[&NetworkPolicy],
-    peers: &mut Peers<'_>,
+pub(crate) fn pod_chain<'a>(
+    policies: &[&'a NetworkPolicy],
+    peers: &mut Peers<'a>,
     pod: &Pod,
     direction: Direction,
 ) -> Option<(String, Vec<String>)> {
@@ -86,10 +86,10 @@ pub(crate) fn pod_chain(
 }
 
 /// The conditions matching a peer: the other end's address in a set.
-fn peer_fragments(
-    peers: &mut Peers<'_>,
-    policy_namespace: &str,
-    peer: &Peer,
+fn peer_fragments<'a>(
+    peers: &mut Peers<'a>,
+    policy_namespace: &'a str,
+    peer: &'a Peer,
     direction: Direction,
 ) -> Vec<Fragment> {
     let field = match direction {

@@ -35,6 +35,7 @@
 //! (a known gap of this table, like peers that enforce in forward only).
 
 mod chains;
+mod index;
 mod interval;
 mod peers;
 
@@ -43,12 +44,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use weft_model::{Direction, NetworkPolicy, Pod, PodPhase};
+use weft_model::{Direction, Pod, PodPhase};
 use weft_nft::NftFamily;
 
 use crate::nft::{BASE_CHAIN, BASE_CHAIN_HOOK, BaseChain, MapDef, Ruleset, SetDef, TABLE};
 use crate::view::{IpFamily, PolicyView, unknown_pod};
 use chains::pod_chain;
+use index::NamespacePolicies;
 use peers::{PeerPod, Peers};
 
 /// The pattern of pod host veth names: `weft_cni`'s `HOST_IF_PREFIX`
@@ -92,54 +94,79 @@ pub fn compile(view: &PolicyView, node: &NodeInputs) -> Ruleset {
         .collect();
     let families = families(node, &local);
 
+    // One pass over the cluster's pods finds the local pods' model objects
+    // (the first of a name, as `PolicyView::pod` would) and the peers, so
+    // that no step below scans every pod once per local pod.
+    // By name alone: hashing one short string per cluster pod, not two.
+    let mut by_name: HashMap<&str, Vec<&LocalPod>> = HashMap::with_capacity(local.len());
+    for lp in &local {
+        by_name.entry(lp.name.as_str()).or_default().push(lp);
+    }
+    // The last of duplicate entries wins, as it always has.
+    let local_pod = |pod: &Pod| {
+        by_name
+            .get(pod.name.as_str())
+            .and_then(|lps| lps.iter().rev().find(|lp| lp.namespace == pod.namespace))
+            .copied()
+    };
+    let mut model: HashMap<(&str, &str), &Pod> = HashMap::with_capacity(local.len());
+    let mut peer_pods: Vec<PeerPod<'_>> = Vec::with_capacity(view.pods.len());
+    for pod in &view.pods {
+        let lp = local_pod(pod);
+        if lp.is_some() {
+            model
+                .entry((pod.namespace.as_str(), pod.name.as_str()))
+                .or_insert(pod);
+        }
+        if is_peer(pod) {
+            peer_pods.push(peer_pod(pod, lp));
+        }
+    }
     // Local pods the model does not hold yet: namespace-wide policies still
     // select them, as the evaluator reads an unknown pod.
     let unknown: Vec<Pod> = local
         .iter()
-        .filter(|p| view.pod(&p.namespace, &p.name).is_none())
+        .filter(|p| !model.contains_key(&(p.namespace.as_str(), p.name.as_str())))
         .map(|p| unknown_pod(&p.namespace, &p.name))
         .collect();
-    let by_key: HashMap<(&str, &str), &LocalPod> = local
-        .iter()
-        .map(|p| ((p.namespace.as_str(), p.name.as_str()), *p))
-        .collect();
-    let peer_pods: Vec<PeerPod<'_>> = view
-        .pods
-        .iter()
-        .chain(unknown.iter())
-        .filter(|p| !p.host_network && !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
-        .map(|pod| {
-            let mut ips = pod.ips.clone();
-            if let Some(lp) = by_key.get(&(pod.namespace.as_str(), pod.name.as_str())) {
-                ips.extend(lp.ips.iter().filter(|ip| !pod.ips.contains(ip)));
-            }
-            PeerPod { pod, ips }
-        })
-        .collect();
+    peer_pods.extend(
+        unknown
+            .iter()
+            .filter(|p| is_peer(p))
+            .map(|pod| peer_pod(pod, local_pod(pod))),
+    );
     let mut peers = Peers::new(&families, &peer_pods, |ns| view.namespace_labels(ns));
 
-    // Only a pod's own namespace's policies can select it: grouping them
-    // keeps the work per local pod independent of the cluster's size.
-    let mut by_namespace: HashMap<&str, Vec<&NetworkPolicy>> = HashMap::new();
+    // Only a pod's own namespace's policies can select it, so only the
+    // local pods' namespaces' policies matter: the others, and their peers,
+    // cannot change this node's table.
+    let mut by_namespace: HashMap<&str, NamespacePolicies<'_>> = local
+        .iter()
+        .map(|p| (p.namespace.as_str(), NamespacePolicies::default()))
+        .collect();
     for policy in &view.policies {
-        by_namespace
-            .entry(&policy.namespace)
-            .or_default()
-            .push(policy);
+        if let Some(policies) = by_namespace.get_mut(policy.namespace.as_str()) {
+            policies.push(policy);
+        }
     }
 
     let mut ruleset = Ruleset::new(TABLE);
     let mut maps: BTreeMap<(Direction, IpFamily), BTreeMap<String, String>> = BTreeMap::new();
     for lp in &local {
-        let pod = view
-            .pod(&lp.namespace, &lp.name)
-            .map(Cow::Borrowed)
-            .unwrap_or_else(|| Cow::Owned(unknown_pod(&lp.namespace, &lp.name)));
+        let pod = model
+            .get(&(lp.namespace.as_str(), lp.name.as_str()))
+            .map_or_else(
+                || Cow::Owned(unknown_pod(&lp.namespace, &lp.name)),
+                |p| Cow::Borrowed(*p),
+            );
+        // The pod selector decides for both directions: test it once, and
+        // leave `pod_chain` the few policies that pass.
+        let policies = by_namespace
+            .get_mut(pod.namespace.as_str())
+            .map(|n| n.selecting(&pod.labels))
+            .unwrap_or_default();
         for direction in [Direction::Ingress, Direction::Egress] {
-            let policies = by_namespace
-                .get(pod.namespace.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            let Some((chain, rules)) = pod_chain(policies, &mut peers, &pod, direction) else {
+            let Some((chain, rules)) = pod_chain(&policies, &mut peers, &pod, direction) else {
                 continue;
             };
             for ip in lp
@@ -224,6 +251,26 @@ pub fn compile(view: &PolicyView, node: &NodeInputs) -> Ruleset {
         },
     );
     ruleset
+}
+
+/// Whether `pod` can be a peer: host-network pods are node traffic and a
+/// terminated pod's address may already be another pod's.
+fn is_peer(pod: &Pod) -> bool {
+    !pod.host_network && !matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed)
+}
+
+/// `pod` as a peer: its model addresses, plus those the node reports for
+/// it (`local`) that its status does not list yet.
+fn peer_pod<'a>(pod: &'a Pod, local: Option<&LocalPod>) -> PeerPod<'a> {
+    let extra = local.map_or(&[][..], |lp| lp.ips.as_slice());
+    let ips = if extra.iter().all(|ip| pod.ips.contains(ip)) {
+        Cow::Borrowed(pod.ips.as_slice())
+    } else {
+        let mut ips = pod.ips.clone();
+        ips.extend(extra.iter().filter(|ip| !pod.ips.contains(ip)));
+        Cow::Owned(ips)
+    };
+    PeerPod { pod, ips }
 }
 
 /// The base chain's rules (see the module documentation for why each).

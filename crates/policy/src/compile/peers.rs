@@ -15,8 +15,8 @@ use std::net::IpAddr;
 
 use weft_model::{IpBlock, LabelSelector, Pod, Protocol};
 
+use super::index::PodIndex;
 use super::interval::block_elements;
-use crate::evaluate::selector_peer_matches;
 use crate::nft::SetDef;
 use crate::view::IpFamily;
 use weft_nft::{NftFamily, short_hash};
@@ -27,15 +27,19 @@ pub(crate) struct PeerPod<'a> {
     /// The pod as the model has it.
     pub pod: &'a Pod,
     /// Its addresses: the model's, plus what the node reports for local
-    /// pods whose status has not caught up yet.
-    pub ips: Vec<IpAddr>,
+    /// pods whose status has not caught up yet (borrowed when there is
+    /// nothing to add, which is almost every pod).
+    pub ips: Cow<'a, [IpAddr]>,
 }
 
 /// Builds the shared sets as rules ask for them, each set computed once.
 pub(crate) struct Peers<'a> {
     families: &'a [IpFamily],
     pods: &'a [PeerPod<'a>],
-    namespace_labels: HashMap<&'a str, BTreeMap<String, String>>,
+    index: PodIndex<'a>,
+    /// Selector peers' sets by the addresses of the policy namespace and
+    /// selectors they were asked for ([`Peers::selector`]).
+    by_site: HashMap<[usize; 3], Vec<(IpFamily, String)>>,
     /// The sets built so far, by name.
     pub sets: BTreeMap<String, SetDef>,
 }
@@ -48,17 +52,11 @@ impl<'a> Peers<'a> {
         pods: &'a [PeerPod<'a>],
         namespace_labels: impl Fn(&str) -> BTreeMap<String, String>,
     ) -> Self {
-        let namespace_labels = pods
-            .iter()
-            .map(|p| p.pod.namespace.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .map(|ns| (ns, namespace_labels(ns)))
-            .collect();
         Self {
             families,
             pods,
-            namespace_labels,
+            index: PodIndex::new(pods, namespace_labels),
+            by_site: HashMap::new(),
             sets: BTreeMap::new(),
         }
     }
@@ -67,10 +65,22 @@ impl<'a> Peers<'a> {
     /// `policy_namespace` matches.
     pub fn selector(
         &mut self,
-        policy_namespace: &str,
-        namespace_selector: Option<&LabelSelector>,
-        pod_selector: Option<&LabelSelector>,
+        policy_namespace: &'a str,
+        namespace_selector: Option<&'a LabelSelector>,
+        pod_selector: Option<&'a LabelSelector>,
     ) -> Vec<(IpFamily, String)> {
+        // Many local pods share a policy: its peers' sets are looked up
+        // once by where the selectors live. The arguments outlive `self`
+        // (`'a`), so no address is reused while the cache exists: equal
+        // addresses mean the same, unchanged, peer.
+        let site = [
+            policy_namespace.as_ptr() as usize,
+            namespace_selector.map_or(0, |s| std::ptr::from_ref(s) as usize),
+            pod_selector.map_or(0, |s| std::ptr::from_ref(s) as usize),
+        ];
+        if let Some(sets) = self.by_site.get(&site) {
+            return sets.clone();
+        }
         // The policy's namespace matters only without a namespace selector;
         // leaving it out otherwise lets policies of different namespaces
         // share the set.
@@ -91,34 +101,30 @@ impl<'a> Peers<'a> {
             .sets
             .contains_key(&self.name(&base, self.families.first()))
         {
-            let labels = &self.namespace_labels;
             let members: Vec<&PeerPod<'_>> = self
-                .pods
-                .iter()
-                .filter(|p| {
-                    selector_peer_matches(
-                        policy_namespace,
-                        namespace_selector,
-                        pod_selector,
-                        p.pod,
-                        |ns| Cow::Borrowed(&labels[ns]),
-                    )
-                })
+                .index
+                .selector_members(policy_namespace, namespace_selector, pod_selector)
+                .into_iter()
+                .map(|i| &self.pods[i])
                 .collect();
             for family in self.families {
+                let mut text = Text::default();
                 let elements = members
                     .iter()
                     .flat_map(|p| p.ips.iter())
                     .filter(|ip| IpFamily::of(**ip) == *family)
-                    .map(ToString::to_string)
+                    .map(|ip| text.of(format_args!("{ip}")))
                     .collect();
                 self.insert(&base, *family, family.addr_type(), elements);
             }
         }
-        self.families
+        let sets: Vec<(IpFamily, String)> = self
+            .families
             .iter()
             .map(|f| (*f, self.name(&base, Some(f))))
-            .collect()
+            .collect();
+        self.by_site.insert(site, sets.clone());
+        sets
     }
 
     /// The interval set of an `ipBlock`; `None` when the node has no pods
@@ -159,7 +165,11 @@ impl<'a> Peers<'a> {
             .contains_key(&self.name(&base, self.families.first()))
         {
             for family in self.families {
-                let mut elements = BTreeSet::new();
+                let proto = protocol_name(protocol);
+                // Collected first: a `BTreeSet` built from a whole batch
+                // sorts once and fills its nodes in order.
+                let mut text = Text::default();
+                let mut elements: Vec<String> = Vec::new();
                 for peer in self.pods {
                     let ports =
                         peer.pod.ports.iter().filter(|cp| {
@@ -167,14 +177,11 @@ impl<'a> Peers<'a> {
                         });
                     for cp in ports {
                         for ip in peer.ips.iter().filter(|ip| IpFamily::of(**ip) == *family) {
-                            elements.insert(format!(
-                                "{ip} . {} . {}",
-                                protocol_name(protocol),
-                                cp.port
-                            ));
+                            elements.push(text.of(format_args!("{ip} . {proto} . {}", cp.port)));
                         }
                     }
                 }
+                let elements = elements.into_iter().collect();
                 let typ = format!("{} . inet_proto . inet_service", family.addr_type());
                 self.insert(&base, *family, &typ, elements);
             }
@@ -206,12 +213,27 @@ impl<'a> Peers<'a> {
     }
 }
 
+/// Formats set elements through one reused buffer, so that each element
+/// is allocated once at its exact length: `format!` grows its string from
+/// a guess, a reallocation per element (and spare capacity kept in the
+/// ruleset) that showed in profiles of sets with thousands of elements.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn of(&mut self, args: std::fmt::Arguments<'_>) -> String {
+        self.0.clear();
+        let _ = self.0.write_fmt(args);
+        self.0.as_str().to_owned()
+    }
+}
+
 /// The protocol as nft names it.
 pub(crate) use weft_nft::protocol_keyword as protocol_name;
 
 /// A selector in a canonical text form: equal selectors (whatever the
 /// order of their expressions) give equal text.
-fn canonical(selector: &LabelSelector) -> String {
+pub(super) fn canonical(selector: &LabelSelector) -> String {
     let mut parts: Vec<String> = selector
         .match_labels
         .iter()
