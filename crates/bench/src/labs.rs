@@ -61,6 +61,16 @@ impl RunDir {
     }
 }
 
+impl Drop for RunDir {
+    /// Leaves nothing behind: the lock file, then the directory if the
+    /// run's labs are gone (a lab that could not be removed keeps its state
+    /// there for `weftctl lab down --state-dir`).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path.join("lock"));
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
 /// A lab a benchmark brought up; `lab down` runs on drop unless
 /// [`BenchLab::down`] already did.
 #[derive(Debug)]
