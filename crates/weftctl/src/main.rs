@@ -140,20 +140,16 @@ fn sibling(name: &str) -> Result<PathBuf> {
     Ok(me.with_file_name(name))
 }
 
-fn main() -> Result<()> {
-    let code = match Cli::parse().command {
-        Cmd::Lab(args) => weft_lab::run_lab(args)?,
-        Cmd::Apply(args) => weft_lab::run_apply(args)?,
-        Cmd::Delete(args) => weft_lab::run_delete(args)?,
-        Cmd::Label(args) => weft_lab::run_label(args)?,
-        Cmd::Policy(args) => weft_lab::run_policy(args)?,
-        Cmd::Bench(Bench::Cni {
+/// Runs one benchmark and returns its JSON report.
+fn run_bench(bench: Bench) -> Result<serde_json::Value> {
+    match bench {
+        Bench::Cni {
             pods,
             weft,
             reference_dir,
             warmup,
             only_reference,
-        }) => {
+        } => {
             let opts = weft_bench::cni::CniBenchOpts {
                 pods,
                 weft_bin: match weft {
@@ -165,16 +161,14 @@ fn main() -> Result<()> {
                 only_reference,
                 ..Default::default()
             };
-            let report = weft_bench::cni::run(&opts)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            0
+            weft_bench::cni::run(&opts)
         }
-        Cmd::Bench(Bench::Throughput {
+        Bench::Throughput {
             seconds,
             parallel,
             runs,
             ipv6,
-        }) => {
+        } => {
             let opts = weft_bench::throughput::ThroughputOpts {
                 seconds,
                 parallel,
@@ -182,16 +176,14 @@ fn main() -> Result<()> {
                 ipv6,
                 ..Default::default()
             };
-            let report = weft_bench::throughput::run(&opts)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            0
+            weft_bench::throughput::run(&opts)
         }
-        Cmd::Bench(Bench::LabUp {
+        Bench::LabUp {
             nodes,
             model,
             runs,
             backend,
-        }) => {
+        } => {
             let opts = weft_bench::lab_up::LabUpOpts {
                 nodes,
                 model,
@@ -199,22 +191,18 @@ fn main() -> Result<()> {
                 backend,
                 ..Default::default()
             };
-            let report = weft_bench::lab_up::run(&opts)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            0
+            weft_bench::lab_up::run(&opts)
         }
-        Cmd::Bench(Bench::Policy { sizes, runs }) => {
+        Bench::Policy { sizes, runs } => {
             let opts = weft_bench::policy::PolicyBenchOpts { sizes, runs };
-            let report = weft_bench::policy::run(&opts)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            0
+            weft_bench::policy::run(&opts)
         }
-        Cmd::Bench(Bench::NetpolConnect {
+        Bench::NetpolConnect {
             connections,
             policies,
             rounds,
             backend,
-        }) => {
+        } => {
             let opts = weft_bench::netpol_connect::NetpolConnectOpts {
                 connections,
                 policies,
@@ -222,18 +210,16 @@ fn main() -> Result<()> {
                 backend,
                 ..Default::default()
             };
-            let report = weft_bench::netpol_connect::run(&opts)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            0
+            weft_bench::netpol_connect::run(&opts)
         }
-        Cmd::Bench(Bench::Services {
+        Bench::Services {
             sizes,
             endpoints,
             runs,
             few,
             many,
             connections,
-        }) => {
+        } => {
             let opts = weft_bench::services::ServicesBenchOpts {
                 sizes,
                 endpoints,
@@ -243,7 +229,20 @@ fn main() -> Result<()> {
                 connections,
                 ..Default::default()
             };
-            let report = weft_bench::services::run(&opts)?;
+            weft_bench::services::run(&opts)
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let code = match Cli::parse().command {
+        Cmd::Lab(args) => weft_lab::run_lab(args)?,
+        Cmd::Apply(args) => weft_lab::run_apply(args)?,
+        Cmd::Delete(args) => weft_lab::run_delete(args)?,
+        Cmd::Label(args) => weft_lab::run_label(args)?,
+        Cmd::Policy(args) => weft_lab::run_policy(args)?,
+        Cmd::Bench(bench) => {
+            let report = run_bench(bench)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             0
         }
