@@ -298,8 +298,8 @@ fn wait_listening(pid: i32, ports: &[String], log: &Path) -> Result<()> {
     let deadline = Instant::now() + SERVER_READY_TIMEOUT;
     loop {
         let ready = want.iter().all(|(proto, port)| match proto {
-            Protocol::Tcp => bound(pid, "tcp", *port, Some("0A")),
-            Protocol::Udp => bound(pid, "udp", *port, None),
+            Protocol::Tcp => procs::socket_bound(pid, "tcp", *port, Some("0A")),
+            Protocol::Udp => procs::socket_bound(pid, "udp", *port, None),
             Protocol::Sctp => true,
         });
         if ready {
@@ -315,22 +315,6 @@ fn wait_listening(pid: i32, ports: &[String], log: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether /proc/<pid>/net/<proto>{,6} lists a socket on local `port`
-/// (in state `state`, hex, when given).
-fn bound(pid: i32, proto: &str, port: u16, state: Option<&str>) -> bool {
-    let want = format!(":{port:04X}");
-    [proto.to_string(), format!("{proto}6")].iter().any(|f| {
-        std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|line| {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                cols.len() > 3 && cols[1].ends_with(&want) && state.is_none_or(|s| cols[3] == s)
-            })
-    })
 }
 
 fn random_bytes(n: usize) -> Result<Vec<u8>> {

@@ -150,6 +150,24 @@ pub fn tail_file(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Whether /proc/<pid>/net/<proto>{,6} lists a socket on local `port`
+/// (in state `state`, hex, when given; `0A` is TCP LISTEN). The file shows
+/// the sockets of the pid's network namespace, so this works for a process
+/// inside a lab namespace without entering it.
+pub fn socket_bound(pid: i32, proto: &str, port: u16, state: Option<&str>) -> bool {
+    let want = format!(":{port:04X}");
+    [proto.to_string(), format!("{proto}6")].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                cols.len() > 3 && cols[1].ends_with(&want) && state.is_none_or(|s| cols[3] == s)
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

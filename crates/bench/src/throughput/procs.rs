@@ -50,7 +50,7 @@ impl Server {
             netns: netns_name.to_string(),
         };
         let deadline = Instant::now() + LISTEN_TIMEOUT;
-        while !listening(server.child.id(), PORT) {
+        while !weft_lab::procs::socket_bound(server.child.id() as i32, "tcp", PORT, Some("0A")) {
             if let Some(status) = server.child.try_wait().context("poll iperf3 -s")? {
                 bail!(
                     "iperf3 -s on {addr} in {netns_name} exited ({status}): {}",
@@ -80,22 +80,6 @@ impl Drop for Server {
         }
         let _ = self.child.wait();
     }
-}
-
-/// Whether `pid` has a TCP socket listening on `port` (its namespace's
-/// /proc/<pid>/net/tcp{,6}: state 0A is LISTEN).
-fn listening(pid: u32, port: u16) -> bool {
-    let want = format!(":{port:04X}");
-    ["tcp", "tcp6"].iter().any(|f| {
-        std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|line| {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                cols.len() > 3 && cols[1].ends_with(&want) && cols[3] == "0A"
-            })
-    })
 }
 
 /// One client run's parameters.
