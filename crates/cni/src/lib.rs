@@ -2,5 +2,6 @@
 //! commands ([`plugin`]). No async runtime: the plugin starts, does a handful
 //! of netlink round trips and one fsync'd write, and exits.
 
+pub mod install;
 pub mod plugin;
 pub mod wire;
