@@ -82,12 +82,10 @@ pub fn install(
         reason,
     })?;
     let binary = read(plugin)?;
-    let name = conflist
-        .file_name()
-        .ok_or_else(|| InstallError::Conflist {
-            path: conflist.to_path_buf(),
-            reason: "has no file name".into(),
-        })?;
+    let name = conflist.file_name().ok_or_else(|| InstallError::Conflist {
+        path: conflist.to_path_buf(),
+        reason: "has no file name".into(),
+    })?;
     let installed = Installed {
         plugin: bin_dir.join(PLUGIN_NAME),
         conflist: conf_dir.join(name),
@@ -162,11 +160,11 @@ mod tests {
 
     use super::*;
 
-    const LIST: &str = r#"{"cniVersion":"1.1.0","name":"weft","plugins":[{"type":"weft"},{"type":"portmap"}]}"#;
+    const LIST: &str =
+        r#"{"cniVersion":"1.1.0","name":"weft","plugins":[{"type":"weft"},{"type":"portmap"}]}"#;
 
     fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("weft-install-{tag}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("weft-install-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -230,10 +228,22 @@ mod tests {
         assert!(check_conflist(LIST.as_bytes()).is_ok());
         for (text, want) in [
             ("{", "invalid JSON"),
-            (r#"{"cniVersion":"1.1.0","plugins":[{"type":"weft"}]}"#, "\"name\""),
-            (r#"{"name":"w","plugins":[{"type":"weft"}]}"#, "\"cniVersion\""),
-            (r#"{"name":"w","cniVersion":"1.1.0","plugins":[]}"#, "plugins"),
-            (r#"{"name":"w","cniVersion":"1.1.0","plugins":[{"x":1}]}"#, "plugins[0]"),
+            (
+                r#"{"cniVersion":"1.1.0","plugins":[{"type":"weft"}]}"#,
+                "\"name\"",
+            ),
+            (
+                r#"{"name":"w","plugins":[{"type":"weft"}]}"#,
+                "\"cniVersion\"",
+            ),
+            (
+                r#"{"name":"w","cniVersion":"1.1.0","plugins":[]}"#,
+                "plugins",
+            ),
+            (
+                r#"{"name":"w","cniVersion":"1.1.0","plugins":[{"x":1}]}"#,
+                "plugins[0]",
+            ),
         ] {
             let err = check_conflist(text.as_bytes()).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
