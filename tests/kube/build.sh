@@ -108,23 +108,23 @@ ldflags_kube() {
 }
 
 log "k8s.io/kubernetes $KUBE_VERSION: resolving"
-wrapper "$tmp/kube" k8s.io/kubernetes "$KUBE_VERSION"
-(cd "$tmp/kube" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" >&2)
+wrapper "$tmp/mod-kube" k8s.io/kubernetes "$KUBE_VERSION"
+(cd "$tmp/mod-kube" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" >&2)
 for b in kube-apiserver kube-controller-manager kubectl; do
     [[ -x "$out/$b" ]] && continue
     log "building $b"
     t=$(date +%s)
-    (cd "$tmp/kube" && go build -trimpath -ldflags "$(ldflags_kube)" -o "$tmp/$b" "k8s.io/kubernetes/cmd/$b") >&2
+    (cd "$tmp/mod-kube" && go build -trimpath -ldflags "$(ldflags_kube)" -o "$tmp/$b" "k8s.io/kubernetes/cmd/$b") >&2
     mv -f "$tmp/$b" "$out/$b"
     log "built $b in $(($(date +%s) - t))s"
 done
 
 if [[ ! -x "$out/etcd" ]]; then
     log "go.etcd.io/etcd/server/v3 $ETCD_VERSION: resolving"
-    wrapper "$tmp/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
-    (cd "$tmp/etcd" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2)
+    wrapper "$tmp/mod-etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+    (cd "$tmp/mod-etcd" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2)
     t=$(date +%s)
-    (cd "$tmp/etcd" && go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3) >&2
+    (cd "$tmp/mod-etcd" && go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3) >&2
     mv -f "$tmp/etcd" "$out/etcd"
     log "built etcd in $(($(date +%s) - t))s"
 fi
