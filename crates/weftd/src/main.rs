@@ -3,12 +3,14 @@
 
 mod health;
 mod run;
+mod source;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 use weft_agent::{AgentConfig, Backend};
@@ -26,6 +28,13 @@ struct Args {
     /// The manifest directory of the `file` source.
     #[arg(long, default_value = "/var/lib/weft/datastore")]
     datastore: PathBuf,
+    /// The kubeconfig of the `kube` source (default: $KUBECONFIG,
+    /// ~/.kube/config, then the in-cluster ServiceAccount).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Where to write the outcome of every pass as JSON (any source).
+    #[arg(long)]
+    status_file: Option<PathBuf>,
     /// Where to write the node state the CNI plugin reads.
     #[arg(long, default_value = weft_cni::plugin::node::DEFAULT_NODE_STATE_FILE)]
     node_state_file: PathBuf,
@@ -89,9 +98,6 @@ fn main() -> Result<()> {
     } else {
         logs.init();
     }
-    if matches!(args.source, Source::Kube) {
-        bail!("weftd: the kube source is not implemented yet; use --source file");
-    }
     let mut cfg = AgentConfig::new(&args.node_name);
     cfg.backend = match args.backend {
         BackendArg::Vxlan => Backend::Vxlan,
@@ -107,17 +113,24 @@ fn main() -> Result<()> {
     let resync = Duration::from_secs(args.resync_secs.max(1));
     let health = health::Health::new(resync * 3 + Duration::from_secs(5));
     let bound = health.serve(args.health_addr)?;
-    tracing::info!(node = args.node_name, backend = cfg.backend.as_str(), health = %bound, "weftd starting");
+    tracing::info!(node = args.node_name, backend = cfg.backend.as_str(), source = ?args.source, health = %bound, "weftd starting");
+    // Unreachable API servers are retried inside the kube source; only a
+    // file datastore that cannot be opened at all stops weftd.
+    let mut source: Box<dyn source::Source> = match args.source {
+        Source::File => Box::new(source::FileSource::open(&args.datastore)?),
+        Source::Kube => Box::new(source::KubeSource::new(args.kubeconfig.clone())),
+    };
     run::run(
         cfg,
         run::LoopConfig {
-            datastore: args.datastore,
             node_state_file: args.node_state_file,
             ipam_dir: args.ipam_dir,
             network: args.network,
             resync,
             sweep_grace: Duration::from_secs(args.sweep_grace_secs),
+            status_file: args.status_file,
         },
         health,
+        source.as_mut(),
     )
 }

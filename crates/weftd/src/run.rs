@@ -1,28 +1,28 @@
-//! The agent's loop over the `file` source: snapshot, decide, reconcile,
-//! publish, report — on every datastore change and on a periodic resync.
+//! The agent's loop over a [`Source`]: snapshot, decide, reconcile,
+//! publish, report — on every change of the cluster and on a periodic
+//! resync.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
-use serde_json::{Value, json};
 use tracing::{info, warn};
 use weft_agent::{
     AgentConfig, ClusterView, NetlinkKernel, PolicyState, ServiceState, desired, observe_local,
     reconcile, reconcile_policy, reconcile_services,
 };
 use weft_cni::plugin::node::NodeState;
-use weft_datastore::{Datastore, Snapshot, Watcher};
+use weft_datastore::Snapshot;
 use weft_ipam::Store;
 use weft_policy::PolicyView;
 
 use crate::health::Health;
+use crate::source::{Applied, Source};
+use crate::status;
 
 /// Everything the loop needs besides the agent configuration.
 pub struct LoopConfig {
-    /// The datastore root (`file` source).
-    pub datastore: PathBuf,
     /// Where to write the node state for the plugin.
     pub node_state_file: PathBuf,
     /// The plugin's IPAM `dataDir`, for the address sweep.
@@ -33,32 +33,49 @@ pub struct LoopConfig {
     pub resync: Duration,
     /// Reservations younger than this are never swept.
     pub sweep_grace: Duration,
+    /// Where to write the outcome of every pass, if anywhere.
+    pub status_file: Option<PathBuf>,
 }
 
 /// Runs until killed. The kernel state outlives the process on purpose:
 /// a restarted agent adopts it (hitless restart), so there is no teardown.
-pub fn run(cfg: AgentConfig, lc: LoopConfig, health: Arc<Health>) -> Result<()> {
-    let ds = Datastore::open(&lc.datastore)
-        .with_context(|| format!("open datastore {}", lc.datastore.display()))?;
-    let mut watcher = Watcher::new(&lc.datastore).context("watch the datastore")?;
+pub fn run(
+    cfg: AgentConfig,
+    lc: LoopConfig,
+    health: Arc<Health>,
+    source: &mut dyn Source,
+) -> Result<()> {
     let mut kernel = NetlinkKernel::new().context("open netlink")?;
     let mut state = PassState::default();
     loop {
-        match pass(&cfg, &lc, &ds, &mut kernel, &mut state) {
-            Ok(summary) => health.tick(true, summary),
+        let error = match pass(&cfg, &lc, source, &mut kernel, &mut state) {
+            Ok(summary) => {
+                health.tick(true, summary);
+                None
+            }
             Err(e) => {
+                let error = format!("{e:#}");
                 warn!(
-                    error = format!("{e:#}"),
+                    error,
                     "reconcile pass failed; retrying on the next change or resync"
                 );
-                health.tick(false, format!("{e:#}"));
-                report(&ds, &cfg, None, Some(&format!("{e:#}")));
+                health.tick(false, error.clone());
+                Some(error)
+            }
+        };
+        source.report(&cfg, state.applied.as_ref(), error.as_deref());
+        if let Some(path) = &lc.status_file {
+            if let Err(e) = status::write(
+                path,
+                &cfg.node_name,
+                state.applied.as_ref(),
+                error.as_deref(),
+            ) {
+                warn!(error = format!("{e:#}"), "could not write the status file");
             }
         }
         // A failed pass retries sooner than a full resync.
-        watcher
-            .wait(lc.resync)
-            .context("wait for datastore changes")?;
+        source.wait(lc.resync)?;
     }
 }
 
@@ -72,16 +89,19 @@ struct PassState {
     /// The rejected objects last warned about: each is named once, not on
     /// every pass.
     rejected: Vec<(String, String)>,
+    /// What the last successful pass applied.
+    applied: Option<Applied>,
 }
 
 fn pass(
     cfg: &AgentConfig,
     lc: &LoopConfig,
-    ds: &Datastore,
+    source: &mut dyn Source,
     kernel: &mut NetlinkKernel,
     state: &mut PassState,
 ) -> Result<String> {
-    let snap = ds.snapshot().context("read the datastore")?;
+    let versioned = source.snapshot()?;
+    let snap = &versioned.snapshot;
     if snap.rejected != state.rejected {
         for (what, why) in snap.rejected.iter().filter(|r| !state.rejected.contains(r)) {
             if what.starts_with("Service/") || what.starts_with("EndpointSlice/") {
@@ -106,14 +126,14 @@ fn pass(
         }
         state.rejected = snap.rejected.clone();
     }
-    let view = view_of(&snap);
+    let view = view_of(snap);
     let me = view
         .nodes
         .iter()
         .find(|n| n.name == cfg.node_name)
         .ok_or_else(|| {
             anyhow!(
-                "node {} is not in the datastore (revision {})",
+                "node {} is not in the cluster (revision {})",
                 cfg.node_name,
                 snap.revision
             )
@@ -131,16 +151,7 @@ fn pass(
         .iter()
         .any(|(k, v)| me.annotations.get(k) != Some(v));
     if missing {
-        ds.update("Node", None, &cfg.node_name, |node| {
-            let meta = &mut node["metadata"];
-            if !meta["annotations"].is_object() {
-                meta["annotations"] = json!({});
-            }
-            for (k, v) in &want.annotations {
-                meta["annotations"][k] = Value::String(v.clone());
-            }
-        })
-        .context("publish this node's annotations")?;
+        source.publish_annotations(&cfg.node_name, &want.annotations)?;
         info!(annotations = ?want.annotations, "published node annotations");
     }
 
@@ -150,7 +161,7 @@ fn pass(
     }
     // After routing: the policy table refers to the pods' host veths and
     // routes, which the plugin made; its absence never blocks routing.
-    let policy = reconcile_policy(kernel, &mut state.policy, &policy_view(&snap), me)
+    let policy = reconcile_policy(kernel, &mut state.policy, &policy_view(snap), me)
         .context("reconcile NetworkPolicy")?;
     // Services after policy: both are needed for Service traffic, neither
     // blocks routing, and a policy decided after DNAT is already in place.
@@ -164,13 +175,13 @@ fn pass(
     )
     .context("reconcile Services")?;
 
-    let state = NodeState {
+    let node_state = NodeState {
         node: Some(cfg.node_name.clone()),
         pod_cidrs: me.pod_cidrs.clone(),
         mtu: Some(want.pod_mtu),
     };
-    if NodeState::load(&lc.node_state_file).ok().as_ref() != Some(&state) {
-        state
+    if NodeState::load(&lc.node_state_file).ok().as_ref() != Some(&node_state) {
+        node_state
             .store(&lc.node_state_file)
             .with_context(|| format!("write node state {}", lc.node_state_file.display()))?;
         info!(path = %lc.node_state_file.display(), mtu = want.pod_mtu, "wrote node state");
@@ -191,7 +202,10 @@ fn pass(
         }
     }
 
-    report(ds, cfg, Some(snap.revision), None);
+    state.applied = Some(Applied {
+        revision: snap.revision,
+        digest: versioned.digest.clone(),
+    });
     Ok(format!(
         "revision {} applied; policy: {} policies over {} local pods ({:?}); services: {} ({:?})",
         snap.revision,
@@ -201,29 +215,6 @@ fn pass(
         services.services,
         services.action
     ))
-}
-
-/// The agent's status in the datastore: the revision it applied (what
-/// `weftctl lab sync` waits for), or the error of its last pass.
-fn report(ds: &Datastore, cfg: &AgentConfig, revision: Option<u64>, error: Option<&str>) {
-    let mut status = json!({
-        "node": cfg.node_name,
-        "backend": cfg.backend.as_str(),
-        "ready": error.is_none(),
-        "time": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    });
-    if let Some(r) = revision {
-        status["revision"] = json!(r);
-    } else if let Ok(Some(prev)) = ds.read_status(&cfg.node_name) {
-        // Keep the last applied revision while failing.
-        status["revision"] = prev["revision"].clone();
-    }
-    if let Some(e) = error {
-        status["error"] = json!(e);
-    }
-    if let Err(e) = ds.write_status(&cfg.node_name, &status) {
-        warn!(error = %e, "could not write the agent status");
-    }
 }
 
 fn view_of(snap: &Snapshot) -> ClusterView {

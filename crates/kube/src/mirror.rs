@@ -1,0 +1,297 @@
+//! The mirror: one watcher and reflector store per watched kind, running on
+//! a tokio runtime of its own, behind a blocking interface for weftd's
+//! synchronous loop.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::networking::v1 as networking;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use crate::digest::WATCHED_KINDS;
+use crate::error::Error;
+use crate::snapshot::{KubeSnapshot, Objects};
+use crate::trim;
+
+/// How long [`Mirror::wait`] lets a burst of events settle before it
+/// returns, so that one pass covers the burst.
+const DEBOUNCE: Duration = Duration::from_millis(15);
+
+/// Bound on one write to the API server from the loop's thread: a pass must
+/// not hang while the API server is away.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The field manager weftd's writes are recorded under.
+pub const FIELD_MANAGER: &str = "weftd";
+
+/// A live, trimmed copy of the watched kinds.
+///
+/// The watchers list and then watch each kind cluster-wide, re-listing
+/// after `410 Gone` and retrying with the watcher's default backoff when the
+/// API server is unreachable; meanwhile the stores keep their last content.
+/// Dropping the mirror stops the watchers.
+pub struct Mirror {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    stores: Stores,
+    changes: Arc<Changes>,
+    /// The change counter of the last snapshot handed out.
+    seen: u64,
+}
+
+struct Stores {
+    nodes: Store<core::Node>,
+    namespaces: Store<core::Namespace>,
+    pods: Store<core::Pod>,
+    policies: Store<networking::NetworkPolicy>,
+    services: Store<core::Service>,
+    slices: Store<discovery::EndpointSlice>,
+}
+
+/// What the watcher tasks tell the loop.
+#[derive(Default)]
+struct Changes {
+    state: Mutex<ChangeState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct ChangeState {
+    /// Bumped on every event that changed a store.
+    counter: u64,
+    /// Whether each kind (in [`WATCHED_KINDS`] order) has completed its
+    /// first list.
+    synced: [bool; 6],
+}
+
+impl Changes {
+    fn lock(&self) -> MutexGuard<'_, ChangeState> {
+        // A poisoned lock only means a watcher task panicked mid-update of
+        // two plain fields; the values are still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self, kind: usize, initial_list_done: bool) {
+        let mut s = self.lock();
+        s.counter += 1;
+        if initial_list_done && !s.synced[kind] {
+            s.synced[kind] = true;
+            info!(kind = WATCHED_KINDS[kind], "initial list complete");
+        }
+        self.cond.notify_all();
+    }
+}
+
+impl ChangeState {
+    fn unsynced(&self) -> Vec<&'static str> {
+        WATCHED_KINDS
+            .iter()
+            .zip(self.synced)
+            .filter(|(_, done)| !done)
+            .map(|(kind, _)| *kind)
+            .collect()
+    }
+}
+
+impl Mirror {
+    /// Connects (see [`crate::client`]) and starts watching. Returns
+    /// without waiting for the API server: when it cannot be reached the
+    /// watchers keep retrying, and [`Mirror::snapshot`] says which kinds
+    /// have not been listed yet.
+    pub fn start(kubeconfig: Option<&Path>) -> Result<Mirror, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("weft-kube")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let client = runtime.block_on(crate::client(kubeconfig))?;
+        let changes = Arc::new(Changes::default());
+        let stores = {
+            let _entered = runtime.enter();
+            Stores {
+                nodes: spawn_watch(&client, 0, trim::node, &changes),
+                namespaces: spawn_watch(&client, 1, trim::namespace, &changes),
+                pods: spawn_watch(&client, 2, trim::pod, &changes),
+                policies: spawn_watch(&client, 3, trim::network_policy, &changes),
+                services: spawn_watch(&client, 4, trim::service, &changes),
+                slices: spawn_watch(&client, 5, trim::endpoint_slice, &changes),
+            }
+        };
+        Ok(Mirror {
+            runtime,
+            client,
+            stores,
+            changes,
+            seen: 0,
+        })
+    }
+
+    /// The client the watchers use.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether every kind has completed its first list.
+    pub fn synced(&self) -> bool {
+        self.changes.lock().synced.iter().all(|s| *s)
+    }
+
+    /// Blocks until the stores changed since the last [`Mirror::snapshot`]
+    /// (and every kind has been listed once), or until `timeout`. Returns
+    /// whether they changed. A change is reported a few milliseconds late
+    /// so that a burst of events makes one pass.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.changes.lock();
+        loop {
+            if state.counter != self.seen && state.synced.iter().all(|s| *s) {
+                drop(state);
+                std::thread::sleep(DEBOUNCE);
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changes
+                .cond
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The stores converted into the model, with their digest. Refused
+    /// until every kind has been listed once: a snapshot without, say, the
+    /// Nodes would make the agent remove every route to them.
+    pub fn snapshot(&mut self) -> Result<KubeSnapshot, Error> {
+        let counter = {
+            let state = self.changes.lock();
+            let missing = state.unsynced();
+            if !missing.is_empty() {
+                return Err(Error::NotSynced { kinds: missing });
+            }
+            state.counter
+        };
+        // The counter is read before the stores: an event landing while
+        // they are read bumps it again, so the next wait returns at once.
+        let objects = Objects {
+            nodes: self.stores.nodes.state(),
+            namespaces: self.stores.namespaces.state(),
+            pods: self.stores.pods.state(),
+            policies: self.stores.policies.state(),
+            services: self.stores.services.state(),
+            slices: self.stores.slices.state(),
+        };
+        self.seen = counter;
+        Ok(objects.snapshot(counter))
+    }
+
+    /// Sets `annotations` on the Node `node` with a merge patch of only
+    /// those keys: other writers' annotations and fields stay untouched.
+    pub fn publish_node_annotations(
+        &self,
+        node: &str,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        publish_node_annotations(&self.runtime, &self.client, node, annotations)
+    }
+}
+
+/// Merge-patches `annotations` onto Node `node` from a blocking caller,
+/// bounded by a timeout.
+fn publish_node_annotations(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client,
+    node: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let operation = format!("patch the annotations of Node {node}");
+    let api: Api<core::Node> = Api::all(client.clone());
+    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    runtime.block_on(async {
+        match tokio::time::timeout(
+            WRITE_TIMEOUT,
+            api.patch(node, &params, &Patch::Merge(&patch)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::api(operation, e)),
+            Err(_) => Err(Error::Timeout {
+                operation,
+                after: WRITE_TIMEOUT,
+            }),
+        }
+    })
+}
+
+/// Starts the watcher of one kind (index `kind` in [`WATCHED_KINDS`]) on the
+/// current runtime: list+watch with the default backoff, trimmed by `trim`
+/// before the reflector stores anything.
+fn spawn_watch<K>(
+    client: &Client,
+    kind: usize,
+    trim: fn(&mut K),
+    changes: &Arc<Changes>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client.clone());
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
+    let changes = Arc::clone(changes);
+    let name = WATCHED_KINDS[kind];
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                    changes.changed(kind, false)
+                }
+                // The reflector swaps a re-list into its store at once.
+                Ok(watcher::Event::InitDone) => {
+                    if failing {
+                        info!(kind = name, "watch restored");
+                        failing = false;
+                    }
+                    changes.changed(kind, true)
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Err(e) => {
+                    // The backoff decides when to retry; the store keeps
+                    // its content, so the agent keeps its state.
+                    if failing {
+                        debug!(kind = name, error = %e, "watch still failing; retrying with backoff");
+                    } else {
+                        warn!(kind = name, error = %e, "watch failed; retrying with backoff");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
+    reader
+}
