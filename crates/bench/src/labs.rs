@@ -158,6 +158,8 @@ pub fn up_opts(
         agent: true,
         bin_dir: bin_dir.to_path_buf(),
         agent_timeout: AGENT_TIMEOUT,
+        datastore: cluster::Datastore::File,
+        kube_bin_dir: None,
     }
 }
 

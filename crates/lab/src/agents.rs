@@ -10,15 +10,21 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::chain;
+use crate::control_plane;
 use crate::error::{LabError, Result};
 use crate::layout::{Layout, NodePaths};
 use crate::netns;
 use crate::procs;
 use crate::state::{LabLock, LabState, NodeRecord, ProcRecord};
+use crate::store;
 
 /// Where weftd listens for health checks, inside each node's namespace
 /// (every node has its own loopback, so one port serves all).
 pub const HEALTH_ADDR: &str = "127.0.0.1:9099";
+
+/// The file under a node's directory where weftd reports each pass in
+/// kube mode (`--status-file`): the digest it applied.
+pub const STATUS_FILE: &str = "status.json";
 
 /// How long one health request may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,32 +55,47 @@ pub struct Readiness {
     pub detail: String,
 }
 
-/// weftd's arguments for `node`, the same at `up` and at every restart.
-fn args(layout: &Layout, node: &NodeRecord, backend: &str) -> Vec<String> {
+/// weftd's arguments for `node`, the same at `up` and at every restart:
+/// the file source on the lab's datastore, or in kube mode the API server
+/// with the node's ServiceAccount kubeconfig and its status file (what
+/// `lab sync` reads there).
+fn args(layout: &Layout, state: &LabState, node: &NodeRecord) -> Result<Vec<String>> {
     let paths = NodePaths::new(layout.node_dir(&node.name));
-    [
-        "--node-name",
-        &node.name,
-        "--source",
-        "file",
-        "--datastore",
-        &layout.datastore().to_string_lossy(),
-        "--node-state-file",
-        &paths.node_state.to_string_lossy(),
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let mut out: Vec<String> = vec!["--node-name".into(), node.name.clone()];
+    if state.datastore == store::KUBE {
+        let kubeconfig = control_plane::agent_kubeconfig(layout, state, &node.name)?;
+        out.extend([
+            "--source".into(),
+            "kube".into(),
+            "--kubeconfig".into(),
+            path(&kubeconfig),
+            "--status-file".into(),
+            path(&paths.dir.join(STATUS_FILE)),
+        ]);
+    } else {
+        out.extend([
+            "--source".into(),
+            "file".into(),
+            "--datastore".into(),
+            path(&layout.datastore()),
+        ]);
+    }
+    out.extend([
+        "--node-state-file".into(),
+        path(&paths.node_state),
         // The agent's sweep of leaked addresses must look at the store
         // this node's plugin writes, not the system default.
-        "--ipam-dir",
-        &paths.ipam.to_string_lossy(),
-        "--network",
-        chain::NETWORK_NAME,
-        "--backend",
-        backend,
-        "--health-addr",
-        HEALTH_ADDR,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+        "--ipam-dir".into(),
+        path(&paths.ipam),
+        "--network".into(),
+        chain::NETWORK_NAME.into(),
+        "--backend".into(),
+        state.backend.clone(),
+        "--health-addr".into(),
+        HEALTH_ADDR.into(),
+    ]);
+    Ok(out)
 }
 
 /// Starts weftd on node `idx` and records it (saved before returning).
@@ -85,7 +106,7 @@ fn spawn(layout: &Layout, state: &mut LabState, idx: usize) -> Result<Child> {
     let (child, rec) = procs::spawn_detached(
         &node.netns,
         &weftd,
-        &args(layout, &node, &state.backend),
+        &args(layout, state, &node)?,
         &paths.weftd_log,
     )?;
     state.nodes[idx].weftd = Some(rec);

@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 use weft_model::Protocol;
 
 use crate::agents;
-use crate::cluster::{self, UpOpts};
+use crate::cluster::{self, Datastore, UpOpts};
+use crate::control_plane;
 use crate::kubelet::{self, PodSpec};
 use crate::layout::Layout;
 use crate::model::ModelKind;
@@ -75,6 +76,13 @@ pub enum LabCmd {
     /// Manage the nodes' agents (weftd).
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Run the control plane's kubectl (inside its namespace, as the
+    /// cluster admin) on a `--datastore kube` lab; exits with its code.
+    Kubectl {
+        /// kubectl's arguments (after `--`).
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
     /// Run a command inside a pod's network namespace; exits with its code.
     Exec {
         /// The pod, `NAMESPACE/NAME`.
@@ -133,6 +141,16 @@ pub struct UpArgs {
     /// How long each weftd gets to publish its node state.
     #[arg(long, default_value_t = 30_000)]
     pub agent_timeout_ms: u64,
+    /// Where the cluster lives: the file datastore, or a real control
+    /// plane (etcd, kube-apiserver, kube-controller-manager) in the lab.
+    #[arg(long, value_enum, default_value_t = Datastore::File)]
+    pub datastore: Datastore,
+    /// With `--datastore kube`: the directory holding `etcd`,
+    /// `kube-apiserver`, `kube-controller-manager` and `kubectl`
+    /// (`tests/kube/build.sh` builds them and prints it; default
+    /// `$WEFT_KUBE_BIN`).
+    #[arg(long, value_name = "DIR")]
+    pub kube_bin_dir: Option<PathBuf>,
 }
 
 /// `lab pod …`.
@@ -290,12 +308,15 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
                 agent: !up.no_agent,
                 bin_dir,
                 agent_timeout: Duration::from_millis(up.agent_timeout_ms),
+                datastore: up.datastore,
+                kube_bin_dir: up.kube_bin_dir,
             };
             let state = cluster::up(&layout, &opts)?;
             out!(
-                "lab up: {} nodes, {} pods (state in {})",
+                "lab up: {} nodes, {} pods, datastore {} (state in {})",
                 state.nodes.len(),
                 state.pods.len(),
+                state.datastore,
                 layout.root().display()
             );
         }
@@ -313,7 +334,7 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
         }
         LabCmd::Sync { timeout_ms } => {
             let rev = report::sync(&layout, Duration::from_millis(timeout_ms))?;
-            out!("in sync at revision {rev}");
+            out!("in sync at {rev}");
         }
         LabCmd::Pod(PodCmd::Add {
             pod,
@@ -355,7 +376,7 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
             let store = Store::open(&layout)?;
             let ns = objects::namespace(&name, &objects::parse_labels(&labels)?);
             let rev = store.apply(vec![ns], &format!("Namespace {name}"))?;
-            out!("namespace {name} (revision {rev})");
+            out!("namespace {name} ({rev})");
         }
         LabCmd::Agent(AgentCmd::Restart {
             node,
@@ -374,6 +395,11 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
                 r.ready_after.as_millis(),
                 r.log.display()
             );
+        }
+        LabCmd::Kubectl { args } => {
+            let state = LabState::require(&layout)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            return kubectl(&layout, &state, &args);
         }
         LabCmd::Exec { pod, command } => {
             let state = LabState::require(&layout)?;
@@ -424,7 +450,7 @@ pub fn run_apply(args: ApplyArgs) -> Result<i32> {
     services::allocate_services(&store, &mut docs, &families)?;
     let rev = store.apply(docs, &source)?;
     let rev = services::reconcile_endpoints(&store)?.unwrap_or(rev);
-    out!("applied {source} (revision {rev})");
+    out!("applied {source} ({rev})");
     Ok(0)
 }
 
@@ -434,7 +460,7 @@ pub fn run_delete(args: ApplyArgs) -> Result<i32> {
     let deleted = store.delete_text(&text, &source)?;
     let deleted = services::reconcile_endpoints(&store)?.or(deleted);
     match deleted {
-        Some(rev) => out!("deleted what {source} names (revision {rev})"),
+        Some(rev) => out!("deleted what {source} names ({rev})"),
         None => out!("nothing that {source} names exists"),
     }
     Ok(0)
@@ -458,10 +484,7 @@ pub fn run_label(args: LabelArgs) -> Result<i32> {
         .collect::<Result<Vec<_>, _>>()?;
     let rev = store.label(kind, namespace.as_deref(), &name, &edits)?;
     let rev = services::reconcile_endpoints(&store)?.unwrap_or(rev);
-    out!(
-        "{} {name} labeled (revision {rev})",
-        kind.to_ascii_lowercase()
-    );
+    out!("{} {name} labeled ({rev})", kind.to_ascii_lowercase());
     Ok(0)
 }
 
@@ -483,6 +506,29 @@ fn manifest(args: &ApplyArgs) -> Result<(Store, String, String)> {
     Ok((store, text, source))
 }
 
+/// Runs the control plane's kubectl with `args`, passing its output and
+/// exit code through.
+fn kubectl(layout: &Layout, state: &LabState, args: &[&str]) -> Result<i32> {
+    if state.datastore != crate::store::KUBE {
+        bail!(
+            "the lab runs on the {} datastore: kubectl needs `lab up --datastore kube`",
+            state.datastore
+        );
+    }
+    let out = control_plane::kubectl(layout, state, args, None)?;
+    emit(&String::from_utf8_lossy(&out.stdout))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    Ok(exit_code(out.status))
+}
+
+/// A child's exit code; a signal `n` reads as `128 + n`, as in a shell.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
 /// Runs `command` in the pod's namespace with this terminal's stdio.
 fn exec(state: &LabState, pod: &str, command: &[String]) -> Result<i32> {
     let rec = state.pod(pod)?;
@@ -493,10 +539,7 @@ fn exec(state: &LabState, pod: &str, command: &[String]) -> Result<i32> {
     let status = child
         .wait()
         .with_context(|| format!("wait for {program}"))?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(exit_code(status))
 }
 
 /// Writes `text` to stdout. A reader that went away (`| head`) is not an

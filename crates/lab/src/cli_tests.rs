@@ -64,6 +64,29 @@ fn lab_commands_parse() {
 }
 
 #[test]
+fn datastore_and_kubectl_parse() {
+    let cli = Cli::try_parse_from(["lab", "up"]).unwrap();
+    let LabCmd::Up(up) = cli.lab.cmd else {
+        panic!()
+    };
+    assert_eq!(up.datastore, Datastore::File);
+    let cli =
+        Cli::try_parse_from(["lab", "up", "--datastore", "kube", "--kube-bin-dir", "/k"]).unwrap();
+    let LabCmd::Up(up) = cli.lab.cmd else {
+        panic!()
+    };
+    assert_eq!(up.datastore, Datastore::Kube);
+    assert_eq!(up.kube_bin_dir.as_deref(), Some(Path::new("/k")));
+    assert!(Cli::try_parse_from(["lab", "up", "--datastore", "etcd"]).is_err());
+    let cli = Cli::try_parse_from(["lab", "kubectl", "--", "get", "nodes", "-o", "wide"]).unwrap();
+    let LabCmd::Kubectl { args } = cli.lab.cmd else {
+        panic!()
+    };
+    assert_eq!(args, ["get", "nodes", "-o", "wide"]);
+    assert!(Cli::try_parse_from(["lab", "kubectl"]).is_err());
+}
+
+#[test]
 fn pod_keys_need_a_namespace() {
     assert_eq!(split_pod("x/a").unwrap(), ("x".into(), "a".into()));
     for bad in ["a", "/a", "x/", "x/a/b"] {

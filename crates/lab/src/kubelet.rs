@@ -23,6 +23,13 @@ use crate::store::Store;
 /// How long a pod's server gets to open its ports.
 pub const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a new namespace's `default` ServiceAccount may take to appear
+/// (kube mode).
+const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the API server says while that ServiceAccount is missing.
+const NO_SERVICE_ACCOUNT: &str = "serviceaccount \"default\" not found";
+
 /// The longest name `ip netns` can bind-mount (a file name).
 const MAX_NETNS_NAME: usize = 255;
 
@@ -78,7 +85,7 @@ pub fn add_pod(
         &spec.labels,
         &spec.ports,
     );
-    store.apply(vec![pod], &format!("Pod {key}"))?;
+    create_pod(store, pod, &key)?;
 
     let container_id = random_hex(32)?;
     let mut record = PodRecord {
@@ -228,6 +235,30 @@ pub fn del_pod(layout: &Layout, state: &mut LabState, store: &Store, key: &str) 
             format!("delete pod {key}"),
             errors.join("; "),
         ))
+    }
+}
+
+/// Creates the Pod object. A real API server refuses pods in a namespace
+/// whose `default` ServiceAccount the serviceaccount controller has not
+/// created yet (it does so just after the namespace appears): that
+/// refusal is retried for a while, as a controller would.
+fn create_pod(store: &Store, pod: Value, key: &str) -> Result<()> {
+    let deadline = Instant::now() + SERVICE_ACCOUNT_TIMEOUT;
+    loop {
+        match store.apply(vec![pod.clone()], &format!("Pod {key}")) {
+            Ok(_) => return Ok(()),
+            Err(e) if store.is_kube() && e.to_string().contains(NO_SERVICE_ACCOUNT) => {
+                if Instant::now() >= deadline {
+                    return Err(LabError::Timeout(format!(
+                        "create Pod {key}: the namespace's default ServiceAccount did not \
+                         appear within {SERVICE_ACCOUNT_TIMEOUT:?} (is kube-controller-manager's \
+                         serviceaccount controller running?): {e}"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -102,6 +102,19 @@ impl Layout {
         format!("{}-ext", self.prefix)
     }
 
+    /// The control plane's namespace (etcd, kube-apiserver,
+    /// kube-controller-manager), on underlay segment 0; only with
+    /// `--datastore kube`.
+    pub fn control_plane_netns(&self) -> String {
+        format!("{}-cp", self.prefix)
+    }
+
+    /// The control plane's directory (certificates, etcd's data, logs,
+    /// kubeconfigs); only with `--datastore kube`.
+    pub fn control_plane_dir(&self) -> PathBuf {
+        self.root.join("control-plane")
+    }
+
     /// A node's namespace.
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)
@@ -151,6 +164,47 @@ impl NodePaths {
     }
 }
 
+/// Paths of the control plane's files, all under
+/// [`Layout::control_plane_dir`] so that `lab down` removes them with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlanePaths {
+    /// The control plane's directory.
+    pub dir: PathBuf,
+    /// Keys and certificates (mode 0700: it holds the CA's key).
+    pub pki: PathBuf,
+    /// etcd's `--data-dir`.
+    pub etcd_data: PathBuf,
+    /// The three processes' logs.
+    pub logs: PathBuf,
+    /// The cluster admin's kubeconfig (`system:masters`).
+    pub admin_kubeconfig: PathBuf,
+    /// kube-controller-manager's kubeconfig.
+    pub controller_manager_kubeconfig: PathBuf,
+    /// kubectl's discovery cache (kept here instead of `~/.kube/cache`).
+    pub kubectl_cache: PathBuf,
+}
+
+impl ControlPlanePaths {
+    /// The control plane's files of `layout`.
+    pub fn new(layout: &Layout) -> ControlPlanePaths {
+        let dir = layout.control_plane_dir();
+        ControlPlanePaths {
+            pki: dir.join("pki"),
+            etcd_data: dir.join("etcd"),
+            logs: dir.join("logs"),
+            admin_kubeconfig: dir.join("admin.kubeconfig"),
+            controller_manager_kubeconfig: dir.join("kube-controller-manager.kubeconfig"),
+            kubectl_cache: dir.join("kubectl-cache"),
+            dir,
+        }
+    }
+
+    /// The log of `process` (`etcd`, `kube-apiserver`, ...).
+    pub fn log(&self, process: &str) -> PathBuf {
+        self.logs.join(format!("{process}.log"))
+    }
+}
+
 /// 64-bit FNV-1a: stable across builds and platforms, unlike std's hasher,
 /// so a lab's prefix stays the same for every weftctl that looks at it.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -170,6 +224,8 @@ mod tests {
         assert_eq!(l.underlay_netns(0), "weftlab-ul");
         assert_eq!(l.underlay_netns(1), "weftlab-ul1");
         assert_eq!(l.router_netns(), "weftlab-rt");
+        assert_eq!(l.control_plane_netns(), "weftlab-cp");
+        assert!(l.owns_netns(&l.control_plane_netns()));
         assert!(l.owns_netns(&l.router_netns()));
         assert_eq!(l.node_netns("node1"), "weftlab-node1");
         assert_eq!(l.pod_netns("node1", "x", "a"), "weftlab-node1-x-a");

@@ -19,12 +19,16 @@
 //! would, [`report`] and [`probe`] look at the result, [`netpol`] sets the
 //! NetworkPolicy evaluator against it (`policy explain`, the differential
 //! harness), [`services`] plays the API server and EndpointSlice
-//! controller for Services, [`cli`] is the command-line contract weftctl exposes.
+//! controller for Services, [`control_plane`] runs a real one instead
+//! (`--datastore kube`, with [`certs`] its PKI), [`cli`] is the
+//! command-line contract weftctl exposes.
 
 pub mod agents;
+pub mod certs;
 pub mod chain;
 pub mod cli;
 pub mod cluster;
+pub mod control_plane;
 pub mod error;
 pub mod kubelet;
 pub mod layout;

@@ -160,26 +160,30 @@ pub fn pod(
     })
 }
 
-/// Marks a Pod Running and Ready with the addresses CNI gave it.
+/// Marks a Pod Running and Ready with the addresses CNI gave it, as the
+/// kubelet does: phase, addresses and conditions are set, whatever else
+/// the status holds (the API server's `qosClass`, immutable) is kept.
 pub fn set_pod_running(pod: &mut Value, ips: &[IpAddr], host_ip: Option<IpAddr>) {
     let pod_ips: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
-    let mut status = json!({
-        "phase": "Running",
-        "podIPs": pod_ips,
-        "conditions": [
-            {"type": "PodReadyToStartContainers", "status": "True"},
-            {"type": "Initialized", "status": "True"},
-            {"type": "ContainersReady", "status": "True"},
-            {"type": "Ready", "status": "True"},
-        ],
-    });
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    let status = &mut pod["status"];
+    status["phase"] = json!("Running");
+    status["podIPs"] = json!(pod_ips);
+    status["conditions"] = json!([
+        {"type": "PodReadyToStartContainers", "status": "True"},
+        {"type": "Initialized", "status": "True"},
+        {"type": "ContainersReady", "status": "True"},
+        {"type": "Ready", "status": "True"},
+    ]);
     if let Some(ip) = ips.first() {
         status["podIP"] = json!(ip.to_string());
     }
     if let Some(ip) = host_ip {
         status["hostIP"] = json!(ip.to_string());
+        status["hostIPs"] = json!([{"ip": ip.to_string()}]);
     }
-    pod["status"] = status;
 }
 
 #[cfg(test)]

@@ -13,7 +13,12 @@ use crate::layout::Layout;
 use crate::procs;
 use crate::services::{self, ServiceStatus};
 use crate::state::{ExternalRecord, LabState, SegmentRecord};
-use crate::store::Store;
+use crate::store::{Revision, Store};
+
+/// How long a real API server's objects must stay unchanged before `lab
+/// sync` takes them as the cluster's state: longer than its controllers
+/// take to follow a write (tens of milliseconds here).
+pub const KUBE_SETTLE: Duration = Duration::from_millis(300);
 
 /// The whole lab as `lab status --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,8 +34,11 @@ pub struct Status {
     pub families: Vec<u8>,
     /// Whether weftd runs on the nodes.
     pub agent: bool,
-    /// The datastore's current revision.
-    pub revision: u64,
+    /// Where the cluster lives: `file` or `kube`.
+    pub datastore: String,
+    /// Where the cluster stands: the file datastore's revision, or the
+    /// digest of the API server's watched objects.
+    pub revision: Revision,
     /// Underlay segments, in order.
     pub segments: Vec<SegmentRecord>,
     /// The router namespace joining the segments, when there are several.
@@ -64,8 +72,9 @@ pub struct NodeStatus {
     pub weftd_pid: Option<i32>,
     /// Whether that weftd still runs.
     pub weftd_alive: bool,
-    /// The datastore revision this node's agent reports having applied.
-    pub applied_revision: Option<u64>,
+    /// What this node's agent reports having applied (same kind of token
+    /// as [`Status::revision`]).
+    pub applied_revision: Option<Revision>,
 }
 
 /// One pod.
@@ -127,6 +136,7 @@ pub fn status(layout: &Layout) -> Result<Status> {
         backend: state.backend.clone(),
         families: state.families.clone(),
         agent: state.agent,
+        datastore: state.datastore.clone(),
         revision: store.revision()?,
         segments: state.segments.clone(),
         router: state.router.clone(),
@@ -149,11 +159,12 @@ pub fn render(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "lab {} (prefix {}, backend {}, agent {}, revision {})\n",
+        "lab {} (prefix {}, backend {}, agent {}, datastore {}, {})\n",
         s.state_dir,
         s.prefix,
         s.backend,
         if s.agent { "weftd" } else { "none" },
+        s.datastore,
         s.revision
     );
     let mut rows = vec![header(&[
@@ -186,7 +197,9 @@ pub fn render(s: &Status) -> String {
                 Some(pid) => format!("{pid} ({})", if n.weftd_alive { "running" } else { "dead" }),
                 None => "-".into(),
             },
-            n.applied_revision.map_or("-".into(), |r| r.to_string()),
+            n.applied_revision
+                .as_ref()
+                .map_or("-".into(), Revision::token),
         ]);
     }
     table(&mut out, &rows);
@@ -254,11 +267,16 @@ pub fn table(out: &mut String, rows: &[Vec<String>]) {
     }
 }
 
-/// Waits until the agent of every node in the datastore reports a
-/// revision at least the datastore's current one; returns that revision.
-/// A lab node whose Node object was deleted is not part of the cluster:
-/// its agent cannot apply anything, so it is not waited for.
-pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
+/// Waits until the agent of every node in the cluster reports having
+/// applied where the cluster stands now ([`Store::revision`]: a file
+/// revision at least as new, or in kube mode the same digest); returns
+/// that. A lab node whose Node object was deleted is not part of the
+/// cluster: its agent cannot apply anything, so it is not waited for.
+///
+/// On a real API server the controllers write after the lab does (the
+/// EndpointSlices of a new Pod or Service): the cluster counts as settled
+/// only once its digest has not moved for [`KUBE_SETTLE`].
+pub fn sync(layout: &Layout, timeout: Duration) -> Result<Revision> {
     let state = LabState::require(layout)?;
     if !state.agent {
         return Err(LabError::Invalid(
@@ -266,16 +284,26 @@ pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
         ));
     }
     let store = Store::open(layout)?;
+    let (settle, poll) = match store.is_kube() {
+        true => (KUBE_SETTLE, Duration::from_millis(50)),
+        false => (Duration::ZERO, Duration::from_millis(25)),
+    };
     let deadline = Instant::now() + timeout;
+    let mut seen: Option<(Revision, Instant)> = None;
     loop {
         let want = store.revision()?;
+        let since = match &seen {
+            Some((rev, at)) if *rev == want => *at,
+            _ => Instant::now(),
+        };
+        seen = Some((want.clone(), since));
         let mut behind = Vec::new();
         for n in &state.nodes {
             if store.get("Node", None, &n.name)?.is_none() {
                 continue;
             }
             let have = store.applied_revision(&n.name)?;
-            if have.is_none_or(|h| h < want) {
+            if !have.as_ref().is_some_and(|h| h.reached(&want)) {
                 behind.push(format!(
                     "{} at {}",
                     n.name,
@@ -283,10 +311,10 @@ pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
                 ));
             }
         }
-        // An agent writes to the datastore (its annotations) before it
-        // reports the revision it read: unchanged means nobody is behind
-        // a write made while we looked.
-        if behind.is_empty() && store.revision()? == want {
+        // An agent writes to the cluster (its annotations) before it
+        // reports what it read: unchanged means nobody is behind a write
+        // made while we looked.
+        if behind.is_empty() && since.elapsed() >= settle && store.revision()? == want {
             return Ok(want);
         }
         if Instant::now() >= deadline {
@@ -296,10 +324,10 @@ pub fn sync(layout: &Layout, timeout: Duration) -> Result<u64> {
                 behind.join(", ")
             };
             return Err(LabError::Timeout(format!(
-                "lab sync: datastore at revision {want} after {timeout:?}, but {why}"
+                "lab sync: the cluster at {want} after {timeout:?}, but {why}"
             )));
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(poll);
     }
 }
 

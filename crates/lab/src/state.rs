@@ -25,6 +25,14 @@ pub struct LabState {
     pub families: Vec<u8>,
     /// Whether weftd runs on the nodes (`false` with `--no-agent`).
     pub agent: bool,
+    /// Where the cluster lives: `file` (the file datastore; what labs
+    /// recorded before this field existed) or `kube` (a real control plane,
+    /// [`LabState::control_plane`]).
+    #[serde(default = "file_datastore")]
+    pub datastore: String,
+    /// The control plane of a `kube` lab, once its namespace is recorded.
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneRecord>,
     /// Where the `weft` plugin, `weftd` and `weftctl` are.
     pub bin_dir: PathBuf,
     /// Underlay segments (index = segment number); with more than one,
@@ -43,6 +51,48 @@ pub struct LabState {
     pub pods: Vec<PodRecord>,
     /// Every namespace created so far, also those of half-built objects.
     pub netns: Vec<String>,
+}
+
+/// The lab's control plane: etcd, kube-apiserver and
+/// kube-controller-manager in a namespace on underlay segment 0. Each
+/// process is recorded as soon as it is started, before anything depends
+/// on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneRecord {
+    /// Its namespace (`<prefix>-cp`).
+    pub netns: String,
+    /// Its underlay addresses; the IPv4 one is the API endpoint.
+    pub addresses: Vec<IpNet>,
+    /// The API server's URL (`https://172.30.0.5:6443`).
+    pub server: String,
+    /// Where `etcd`, `kube-apiserver`, `kube-controller-manager` and
+    /// `kubectl` are.
+    pub kube_bin_dir: PathBuf,
+    /// etcd, once started.
+    #[serde(default)]
+    pub etcd: Option<ProcRecord>,
+    /// kube-apiserver, once started.
+    #[serde(default)]
+    pub apiserver: Option<ProcRecord>,
+    /// kube-controller-manager, once started.
+    #[serde(default)]
+    pub controller_manager: Option<ProcRecord>,
+}
+
+impl ControlPlaneRecord {
+    /// The recorded processes in the order they are stopped: dependents
+    /// first, etcd last.
+    pub fn processes(&self) -> impl Iterator<Item = ProcRecord> + '_ {
+        [self.controller_manager, self.apiserver, self.etcd]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// The datastore of a lab recorded without one.
+fn file_datastore() -> String {
+    "file".into()
 }
 
 /// The external client: a namespace on the underlay with an address of
@@ -226,5 +276,35 @@ impl LabLock {
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| LabError::io(op)(e.into()))?;
         Ok(LabLock { _lock: lock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lab_recorded_before_datastores_is_a_file_lab() {
+        let old = r#"{"prefix":"weftlab","backend":"vxlan","families":[4],"agent":true,
+            "binDir":"/x","segments":[],"nodes":[],"pods":[],"netns":[]}"#;
+        let state: LabState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.datastore, "file");
+        assert_eq!(state.control_plane, None);
+    }
+
+    #[test]
+    fn control_plane_stops_dependents_first() {
+        let rec = |pid| Some(ProcRecord { pid, start_time: 1 });
+        let cp = ControlPlaneRecord {
+            netns: "weftlab-cp".into(),
+            addresses: Vec::new(),
+            server: "https://172.30.0.5:6443".into(),
+            kube_bin_dir: "/k".into(),
+            etcd: rec(1),
+            apiserver: rec(2),
+            controller_manager: rec(3),
+        };
+        let order: Vec<i32> = cp.processes().map(|p| p.pid).collect();
+        assert_eq!(order, [3, 2, 1]);
     }
 }

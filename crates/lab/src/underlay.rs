@@ -12,7 +12,9 @@
 //! its router leg .1 and ::1. Node `i` (from 1) sits on segment
 //! `(i - 1) % segments`, as 172.30.s.<10+i> and fd00:30:s::<10+i>, and owns
 //! pod CIDRs 10.244.i.0/24 and fd00:10:244:i::/64 (i in hex there, so all
-//! nodes stay inside fd00:10:244::/56).
+//! nodes stay inside fd00:10:244::/56, the IPv4 ones inside 10.244.0.0/16).
+//! A `kube` lab's control plane sits on segment 0 as 172.30.0.5 and
+//! fd00:30::5, below every node.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -86,18 +88,44 @@ fn segment_hosts(s: usize, v4: u8, v6: u16) -> Vec<IpNet> {
     ]
 }
 
+/// The prefix length of a node's IPv4 pod CIDR.
+pub const POD_PREFIX_V4: u8 = 24;
+
+/// The prefix length of a node's IPv6 pod CIDR.
+pub const POD_PREFIX_V6: u8 = 64;
+
 /// Node `i`'s pod CIDRs for `families` (4 and/or 6).
 pub fn pod_cidrs(i: usize, families: &[u8]) -> Vec<IpNet> {
     let i8 = u8::try_from(i).expect("at most MAX_NODES nodes");
     let mut out = Vec::new();
     if families.contains(&4) {
-        out.push(IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 244, i8, 0)), 24).expect("valid prefix"));
+        let v4 = Ipv4Addr::new(10, 244, i8, 0);
+        out.push(IpNet::new(IpAddr::V4(v4), POD_PREFIX_V4).expect("valid prefix"));
     }
     if families.contains(&6) {
         let v6 = Ipv6Addr::new(0xfd00, 0x10, 0x244, u16::from(i8), 0, 0, 0, 0);
-        out.push(IpNet::new(IpAddr::V6(v6), 64).expect("valid prefix"));
+        out.push(IpNet::new(IpAddr::V6(v6), POD_PREFIX_V6).expect("valid prefix"));
     }
     out
+}
+
+/// The ranges holding every node's pod CIDRs of `families`, in the order
+/// of `families` (the first is the primary family): 10.244.0.0/16 and
+/// fd00:10:244::/56. A `kube` lab's kube-controller-manager allocates
+/// node CIDRs of the same prefix lengths from them.
+pub fn cluster_cidrs(families: &[u8]) -> Vec<IpNet> {
+    families
+        .iter()
+        .filter_map(|f| match f {
+            4 => Some(IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 0)), 16)),
+            6 => Some(IpNet::new(
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0x10, 0x244, 0, 0, 0, 0, 0)),
+                56,
+            )),
+            _ => None,
+        })
+        .map(|n| n.expect("valid prefix"))
+        .collect()
 }
 
 /// Creates segment `index` (its namespace and bridge) and records it.
@@ -201,21 +229,55 @@ pub fn external_addresses() -> Vec<IpNet> {
 /// without an agent, pods or Node object, and records it.
 pub fn create_external(layout: &Layout, state: &mut LabState) -> Result<()> {
     let ns = layout.external_netns();
-    let segment = state
-        .segments
-        .first()
-        .cloned()
-        .ok_or_else(|| LabError::Invalid("underlay segment 0 does not exist".into()))?;
-    state.netns.push(ns.clone());
-    state.save(layout)?;
-    netns::create(&ns)?;
-    no_dad(&ns)?;
-    attach(&segment, &ns, "vethext", &external_addresses())?;
+    create_on_segment0(layout, state, &ns, "vethext", &external_addresses())?;
     state.external = Some(ExternalRecord {
         netns: ns,
         addresses: external_addresses(),
     });
     state.save(layout)
+}
+
+/// The control plane's host number on segment 0: below every node's
+/// (.11 up) and above the router's (.1).
+const CONTROL_PLANE_HOST: u8 = 5;
+
+/// The control plane's underlay addresses (segment 0, host .5); the IPv4
+/// one is the API endpoint.
+pub fn control_plane_addresses() -> Vec<IpNet> {
+    let v6 = u16::from_str_radix(&CONTROL_PLANE_HOST.to_string(), 16).expect("decimal digits");
+    segment_hosts(0, CONTROL_PLANE_HOST, v6)
+}
+
+/// Creates the control plane's namespace on segment 0 (recorded in
+/// [`LabState::netns`] before it exists), with default routes through the
+/// segment's gateway when a router joins the segments, so that nodes on
+/// every segment reach the API. Returns the namespace.
+pub fn create_control_plane_netns(layout: &Layout, state: &mut LabState) -> Result<String> {
+    let ns = layout.control_plane_netns();
+    create_on_segment0(layout, state, &ns, "vethcp", &control_plane_addresses())?;
+    Ok(ns)
+}
+
+/// Creates namespace `ns` (recorded first) attached to segment 0 through
+/// bridge port `port` with `addresses`: a host on the underlay that is
+/// not a node.
+fn create_on_segment0(
+    layout: &Layout,
+    state: &mut LabState,
+    ns: &str,
+    port: &str,
+    addresses: &[IpNet],
+) -> Result<()> {
+    let segment = state
+        .segments
+        .first()
+        .cloned()
+        .ok_or_else(|| LabError::Invalid("underlay segment 0 does not exist".into()))?;
+    state.netns.push(ns.to_string());
+    state.save(layout)?;
+    netns::create(ns)?;
+    no_dad(ns)?;
+    attach(&segment, ns, port, addresses)
 }
 
 /// Connects namespace `ns` to `segment` through a veth (`port` on the
@@ -353,6 +415,31 @@ mod tests {
             node_addresses(MAX_NODES, MAX_SEGMENTS - 1)[1].to_string(),
             "fd00:30:7::210/64"
         );
+    }
+
+    #[test]
+    fn cluster_cidrs_hold_every_node_and_skip_the_control_plane() {
+        let cluster = cluster_cidrs(&[6, 4]);
+        assert_eq!(
+            cluster,
+            vec![
+                "fd00:10:244::/56".parse::<IpNet>().unwrap(),
+                "10.244.0.0/16".parse().unwrap()
+            ]
+        );
+        for i in [1, MAX_NODES] {
+            for cidr in pod_cidrs(i, &[4, 6]) {
+                assert!(cluster.iter().any(|c| c.contains(&cidr)), "{cidr}");
+            }
+        }
+        let cp = control_plane_addresses();
+        assert_eq!(cp[0].to_string(), "172.30.0.5/24");
+        assert_eq!(cp[1].to_string(), "fd00:30::5/64");
+        for i in 1..=MAX_NODES {
+            assert_ne!(node_addresses(i, 0)[0], cp[0]);
+        }
+        assert_ne!(router_addresses(0)[0], cp[0]);
+        assert_ne!(external_addresses()[0], cp[0]);
     }
 
     #[test]

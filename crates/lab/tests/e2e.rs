@@ -3,7 +3,10 @@
 //! same-node reachability over TCP and UDP on IPv4 and IPv6, status, exec,
 //! a failed pod start and a failed `up` that leave nothing, `lab pod del`
 //! releasing the address, and `lab down` leaving no namespace, process or
-//! file. Kernel tier: needs root; skips loudly otherwise.
+//! file. Kernel tier: needs root; skips loudly otherwise. The same-node
+//! lab runs again on `--datastore kube` (a real control plane from
+//! `$WEFT_KUBE_BIN`): Pods created, given their status and deleted
+//! through the API, pod CIDRs from kube-controller-manager.
 //!
 //! The test binary has its own `main` (harness = false) and doubles as the
 //! `weft` plugin and as `weftctl` (for the pods' `lab serve`), called
@@ -14,9 +17,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Lab, bin_dir, ipam_held, opts, own_netns, pod};
+use common::{Lab, bin_dir, ipam_held, named, opts, own_netns, pod};
 use weft_lab::cli::{LabArgs, LabCmd};
-use weft_lab::cluster;
+use weft_lab::cluster::{self, Datastore};
 use weft_lab::kubelet;
 use weft_lab::layout::NodePaths;
 use weft_lab::probe::{self, ProbeQuery};
@@ -31,8 +34,10 @@ fn main() {
     }
     failed_up_leaves_nothing();
     println!("test failed_up_leaves_nothing ... ok");
-    same_node_lab();
-    println!("test same_node_lab ... ok");
+    for ds in common::datastores("lab_e2e") {
+        same_node_lab(ds);
+        println!("test {} ... ok", named(ds, "same_node_lab"));
+    }
 }
 
 /// An agent that dies at once: `up` must fail naming the node and its log,
@@ -61,16 +66,17 @@ fn failed_up_leaves_nothing() {
     assert!(!lab.layout.root().exists(), "state removed");
 }
 
-fn same_node_lab() {
+fn same_node_lab(ds: Datastore) {
     let bin = bin_dir(&[], &[]);
-    let lab = Lab::new("lab-e2e");
+    let lab = Lab::new(&format!("lab-e2e-{}", ds.as_str()));
     let layout = &lab.layout;
-    let mut state = cluster::up(layout, &opts(bin.path(), false)).unwrap();
+    let mut state = cluster::up(layout, &common::on(opts(bin.path(), false), ds)).unwrap();
     let store = Store::open(layout).unwrap();
+    let control_plane = usize::from(ds == Datastore::Kube);
     assert_eq!(
         own_netns(layout).len(),
-        4,
-        "underlay, external client and two nodes: {:?}",
+        4 + control_plane,
+        "underlay, external client, two nodes (and the control plane): {:?}",
         own_netns(layout)
     );
 
@@ -113,7 +119,19 @@ fn same_node_lab() {
     let status = serde_json::to_value(report::status(layout).unwrap()).unwrap();
     assert_eq!(status["nodes"].as_array().unwrap().len(), 2, "{status}");
     assert_eq!(status["pods"].as_array().unwrap().len(), 3, "{status}");
-    assert_eq!(status["nodes"][0]["podCIDRs"][0], "10.244.1.0/24");
+    match ds {
+        Datastore::File => assert_eq!(status["nodes"][0]["podCIDRs"][0], "10.244.1.0/24"),
+        // kube-controller-manager's choice, from the cluster CIDR.
+        Datastore::Kube => {
+            let cidrs = &state.node("node1").unwrap().pod_cidrs;
+            assert_eq!(cidrs.len(), 2, "{cidrs:?}");
+            assert_eq!(status["nodes"][0]["podCIDRs"][0], cidrs[0].to_string());
+            assert!(cidrs[0].to_string().starts_with("10.244."), "{cidrs:?}");
+            let node = store.get("Node", None, "node1").unwrap().unwrap();
+            assert_eq!(node["spec"]["podCIDRs"][0], cidrs[0].to_string());
+            assert_eq!(node["status"]["addresses"][0]["address"], "172.30.0.11");
+        }
+    }
     assert_eq!(status["nodes"][1]["addresses"][1], "fd00:30::12/64");
     for p in status["pods"].as_array().unwrap() {
         assert_eq!(p["ips"].as_array().unwrap().len(), 2, "{p}");

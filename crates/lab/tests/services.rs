@@ -7,6 +7,11 @@
 //! runs on port 9376 (`<pod> <peer as the pod saw it>`), so spread,
 //! affinity, removal and source preservation are each one exchange.
 //!
+//! On `--datastore kube` (a real control plane, `$WEFT_KUBE_BIN`) the API
+//! server allocates the addresses and kube-controller-manager writes the
+//! slices; a second lab runs every case again, the agents reading it all
+//! through the kube source (about 10 s beyond the control plane's start).
+//!
 //! Kernel tier: needs root, the reference plugins, `conntrack` and a built
 //! weftd (`cargo build --bins`); skips loudly otherwise, fails instead where
 //! `WEFT_REQUIRE_PRIVILEGED` is set (CI).
@@ -17,9 +22,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{Lab, bin_dir, step};
+use common::{Lab, bin_dir, named, step};
 use weft_lab::cli::ApplyArgs;
-use weft_lab::cluster::{self, UpOpts};
+use weft_lab::cluster::{self, Datastore, UpOpts};
 use weft_lab::kubelet::{self, PodSpec};
 use weft_lab::model::ModelKind;
 use weft_lab::probe::ProbeQuery;
@@ -101,7 +106,14 @@ fn main() {
     }
     let bin = bin_dir(&[], &[("weftd", &weftd)]);
     let begun = Instant::now();
-    let lab = Lab::new("lab-svc");
+    for ds in common::datastores("lab_services") {
+        suite(bin.path(), ds);
+    }
+    println!("lab_services: all passed in {:.1?}", begun.elapsed());
+}
+
+fn suite(bin: &std::path::Path, ds: Datastore) {
+    let lab = Lab::new(&format!("lab-svc-{}", ds.as_str()));
     let layout = &lab.layout;
     let opts = UpOpts {
         nodes: 2,
@@ -110,26 +122,29 @@ fn main() {
         families: vec![4, 6],
         model: ModelKind::None,
         agent: true,
-        bin_dir: bin.path().to_path_buf(),
+        bin_dir: bin.to_path_buf(),
         agent_timeout: Duration::from_secs(20),
+        datastore: Datastore::File,
+        kube_bin_dir: None,
     };
-    cluster::up(layout, &opts).unwrap_or_else(|e| panic!("lab up: {e}"));
-    step("services/setup", || setup(layout));
-    step("services/allocated_and_listed", || allocated(layout));
-    step("services/clusterip_from_pods_and_node", || {
+    cluster::up(layout, &common::on(opts, ds))
+        .unwrap_or_else(|e| panic!("lab up --datastore {}: {e}", ds.as_str()));
+    let step = |name: &str, f: &dyn Fn()| step(&named(ds, name), f);
+    step("services/setup", &|| setup(layout));
+    step("services/allocated_and_listed", &|| allocated(layout));
+    step("services/clusterip_from_pods_and_node", &|| {
         clusterip_everywhere(layout)
     });
-    step("services/spread_over_endpoints", || spread(layout));
-    step("services/client_ip_affinity", || affinity(layout));
-    step("services/no_endpoint_rejects_fast", || reject_fast(layout));
-    step("services/hairpin", || hairpin(layout));
-    step("services/nodeport_external_traffic_policies", || {
+    step("services/spread_over_endpoints", &|| spread(layout));
+    step("services/client_ip_affinity", &|| affinity(layout));
+    step("services/no_endpoint_rejects_fast", &|| reject_fast(layout));
+    step("services/hairpin", &|| hairpin(layout));
+    step("services/nodeport_external_traffic_policies", &|| {
         nodeport(layout)
     });
-    step("services/policy_after_dnat", || policy_after_dnat(layout));
-    step("services/endpoint_removal", || endpoint_removal(layout));
-    step("services/udp_failover", || udp_failover(layout));
-    println!("lab_services: all passed in {:.1?}", begun.elapsed());
+    step("services/policy_after_dnat", &|| policy_after_dnat(layout));
+    step("services/endpoint_removal", &|| endpoint_removal(layout));
+    step("services/udp_failover", &|| udp_failover(layout));
 }
 
 fn pod(name: &str, node: &str, app: &str) -> PodSpec {

@@ -20,9 +20,10 @@ struct Cli {
 enum Cmd {
     /// A multi-node weft cluster in network namespaces on this machine.
     Lab(weft_lab::LabArgs),
-    /// Create or replace the objects of a manifest in the lab's datastore.
+    /// Create or replace the objects of a manifest in the lab's cluster (its
+    /// file datastore, or server-side apply to its API server).
     Apply(weft_lab::ApplyArgs),
-    /// Delete the objects a manifest names from the lab's datastore.
+    /// Delete the objects a manifest names from the lab's cluster.
     Delete(weft_lab::ApplyArgs),
     /// Set (`k=v`) or remove (`k-`) labels of a namespace or pod.
     Label(weft_lab::LabelArgs),

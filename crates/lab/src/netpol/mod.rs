@@ -16,7 +16,7 @@ pub mod generate;
 use weft_datastore::Snapshot;
 use weft_policy::PolicyView;
 
-use crate::error::{LabError, Result};
+use crate::error::Result;
 use crate::layout::Layout;
 use crate::store::Store;
 
@@ -37,12 +37,5 @@ pub fn policy_view(snapshot: &Snapshot) -> PolicyView {
 
 /// One consistent snapshot of the lab's datastore (what every agent reads).
 pub fn snapshot(layout: &Layout) -> Result<Snapshot> {
-    let store = Store::open(layout)?;
-    store
-        .datastore()
-        .snapshot()
-        .map_err(|e| LabError::Datastore {
-            op: format!("read a snapshot of {}", layout.datastore().display()),
-            detail: e.to_string(),
-        })
+    Store::open(layout)?.snapshot()
 }

@@ -1,8 +1,11 @@
-//! The lab as API server and EndpointSlice controller for Services: cluster
-//! IPs and NodePorts allocated when a manifest is applied ([`alloc`]),
-//! EndpointSlices written from the selected pods ([`slices`]) and kept
-//! current by [`reconcile_endpoints`], which every lab command that changes
-//! Services or Pods runs after its change.
+//! The lab as API server and EndpointSlice controller for Services on the
+//! file datastore: cluster IPs and NodePorts allocated when a manifest is
+//! applied ([`alloc`]), EndpointSlices written from the selected pods
+//! ([`slices`]) and kept current by [`reconcile_endpoints`], which every
+//! lab command that changes Services or Pods runs after its change. On a
+//! real API server (`--datastore kube`) the server allocates and
+//! kube-controller-manager writes the slices: both are skipped there, and
+//! only [`status`] (read through the store) serves both.
 
 pub mod alloc;
 pub mod slices;
@@ -15,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{LabError, Result};
-use crate::store::Store;
+use crate::store::{Revision, Store};
 use alloc::{Allocated, key_of};
 use slices::{MANAGED_BY, MANAGED_BY_LABEL, desired_slices};
 
@@ -43,14 +46,18 @@ pub struct ServiceStatus {
 
 /// Fills in cluster IPs and NodePorts of the Services among `docs` (a
 /// manifest about to be applied), as the API server does on create. The
-/// lab's `families` decide the defaults.
+/// lab's `families` decide the defaults. Nothing to do on a real API
+/// server, which allocates them itself.
 pub fn allocate_services(store: &Store, docs: &mut [Value], families: &[u8]) -> Result<()> {
+    if store.is_kube() {
+        return Ok(());
+    }
     let is_service =
         |d: &Value| d["apiVersion"].as_str() == Some("v1") && d["kind"].as_str() == Some("Service");
     if !docs.iter().any(is_service) {
         return Ok(());
     }
-    let stored = list(store, "Service")?;
+    let stored = store.list("Service")?;
     let applied: Vec<String> = docs.iter().filter(|d| is_service(d)).map(key_of).collect();
     // What the Services not being replaced hold, and the manifest's
     // explicit values, are taken before anything is picked.
@@ -69,15 +76,18 @@ pub fn allocate_services(store: &Store, docs: &mut [Value], families: &[u8]) -> 
 
 /// Brings the lab-managed EndpointSlices in line with the Services and
 /// Pods in the datastore: writes what changed, deletes slices of Services
-/// that are gone. Returns the new revision, `None` when nothing changed.
-pub fn reconcile_endpoints(store: &Store) -> Result<Option<u64>> {
-    let ds = store.datastore();
+/// that are gone. Returns the new revision, `None` when nothing changed
+/// (always on a real API server, whose controller does this).
+pub fn reconcile_endpoints(store: &Store) -> Result<Option<Revision>> {
+    let Some(ds) = store.file_datastore() else {
+        return Ok(None);
+    };
     let snap = ds.snapshot().map_err(|e| LabError::Datastore {
         op: "read the datastore for the EndpointSlice controller".into(),
         detail: e.to_string(),
     })?;
     let mut selectors = BTreeMap::new();
-    for svc in list(store, "Service")? {
+    for svc in store.list("Service")? {
         let selector: BTreeMap<String, String> = svc["spec"]["selector"]
             .as_object()
             .into_iter()
@@ -88,7 +98,8 @@ pub fn reconcile_endpoints(store: &Store) -> Result<Option<u64>> {
     }
     let want = desired_slices(&snap.services, &selectors, &snap.pods);
     let wanted: Vec<String> = want.iter().map(key_of).collect();
-    let stale: Vec<Value> = list(store, "EndpointSlice")?
+    let stale: Vec<Value> = store
+        .list("EndpointSlice")?
         .into_iter()
         .filter(|s| s["metadata"]["labels"][MANAGED_BY_LABEL].as_str() == Some(MANAGED_BY))
         .filter(|s| !wanted.contains(&key_of(s)))
@@ -113,9 +124,9 @@ pub fn reconcile_endpoints(store: &Store) -> Result<Option<u64>> {
 
 /// Every Service with its addresses, ports and ready endpoints.
 pub fn status(store: &Store) -> Result<Vec<ServiceStatus>> {
-    let slices = list(store, "EndpointSlice")?;
+    let slices = store.list("EndpointSlice")?;
     let mut out = Vec::new();
-    for svc in list(store, "Service")? {
+    for svc in store.list("Service")? {
         let key = key_of(&svc);
         let (namespace, name) = key.split_once('/').unwrap_or(("default", &key));
         let ports: Vec<&Value> = svc["spec"]["ports"]
@@ -172,14 +183,4 @@ pub fn service(store: &Store, key: &str) -> Result<ServiceStatus> {
         .into_iter()
         .find(|s| format!("{}/{}", s.namespace, s.name) == key)
         .ok_or_else(|| LabError::Invalid(format!("no Service {key}")))
-}
-
-fn list(store: &Store, kind: &str) -> Result<Vec<Value>> {
-    store
-        .datastore()
-        .list(kind)
-        .map_err(|e| LabError::Datastore {
-            op: format!("list {kind}s"),
-            detail: e.to_string(),
-        })
 }

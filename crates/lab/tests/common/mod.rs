@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use weft_lab::cli::LabArgs;
-use weft_lab::cluster::{self, UpOpts};
+use weft_lab::cluster::{self, Datastore, UpOpts};
 use weft_lab::kubelet::PodSpec;
 use weft_lab::layout::NodePaths;
 use weft_lab::model::ModelKind;
@@ -22,6 +22,14 @@ use weft_testkit::TempDir;
 
 /// Names the `weftd` a test should run instead of the workspace build's.
 pub const WEFTD_ENV: &str = "WEFT_WEFTD";
+
+/// Names the directory with the control plane's binaries (what
+/// `tests/kube/build.sh` prints); without it the `kube` variants skip.
+pub const KUBE_BIN_ENV: &str = "WEFT_KUBE_BIN";
+
+/// Restricts a run to one datastore (`file` or `kube`); unset, the suites
+/// run on both.
+pub const DATASTORE_ENV: &str = "WEFT_LAB_DATASTORE";
 
 #[derive(Parser)]
 struct Weftctl {
@@ -92,6 +100,65 @@ pub fn preflight_weftd(test: &str) -> Option<PathBuf> {
     weftd
 }
 
+/// The datastores `test` runs on: `file`, and `kube` when the control
+/// plane's binaries are at `$WEFT_KUBE_BIN` (else the kube variant is
+/// reported skipped, or fails where skips are not allowed), both unless
+/// `$WEFT_LAB_DATASTORE` names one.
+pub fn datastores(test: &str) -> Vec<Datastore> {
+    let only = std::env::var(DATASTORE_ENV).unwrap_or_default();
+    let mut out = Vec::new();
+    if only.is_empty() || only == "file" {
+        out.push(Datastore::File);
+    }
+    if only.is_empty() || only == "kube" {
+        match kube_bin() {
+            Ok(_) => out.push(Datastore::Kube),
+            Err(why) => {
+                skip(&format!("{test} on --datastore kube"), &why);
+            }
+        }
+    }
+    out
+}
+
+/// The control plane's binaries: `$WEFT_KUBE_BIN`, checked.
+pub fn kube_bin() -> Result<PathBuf, String> {
+    let dir = std::env::var_os(KUBE_BIN_ENV)
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            format!("needs ${KUBE_BIN_ENV} (export {KUBE_BIN_ENV}=$(tests/kube/build.sh))")
+        })?;
+    for bin in weft_lab::control_plane::BINARIES {
+        if !dir.join(bin).is_file() {
+            return Err(format!(
+                "${KUBE_BIN_ENV}={}: no {bin} there (run tests/kube/build.sh)",
+                dir.display()
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+/// `opts` on `datastore`.
+pub fn on(mut opts: UpOpts, datastore: Datastore) -> UpOpts {
+    opts.datastore = datastore;
+    opts.kube_bin_dir = match datastore {
+        Datastore::Kube => kube_bin().ok(),
+        Datastore::File => None,
+    };
+    opts
+}
+
+/// A step name for `datastore`: as it always was on `file`, with `kube/`
+/// after the suite's prefix on `kube` (`netpol/x` → `netpol/kube/x`).
+pub fn named(datastore: Datastore, name: &str) -> String {
+    match (datastore, name.split_once('/')) {
+        (Datastore::File, _) => name.to_string(),
+        (Datastore::Kube, Some((suite, rest))) => format!("{suite}/kube/{rest}"),
+        (Datastore::Kube, None) => format!("kube/{name}"),
+    }
+}
+
 /// Runs one step of a test binary, timing it in the `test … ok` line.
 pub fn step(name: &str, f: impl FnOnce()) {
     let begun = std::time::Instant::now();
@@ -111,6 +178,8 @@ pub fn netpol_opts(bin: &Path, backend: &str, segments: usize) -> UpOpts {
         agent: true,
         bin_dir: bin.to_path_buf(),
         agent_timeout: Duration::from_secs(20),
+        datastore: cluster::Datastore::File,
+        kube_bin_dir: None,
     }
 }
 
@@ -182,6 +251,8 @@ pub fn opts(bin: &Path, agent: bool) -> UpOpts {
         agent,
         bin_dir: bin.to_path_buf(),
         agent_timeout: Duration::from_secs(10),
+        datastore: cluster::Datastore::File,
+        kube_bin_dir: None,
     }
 }
 
