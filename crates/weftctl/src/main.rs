@@ -32,6 +32,26 @@ enum Cmd {
     /// Benchmarks that print JSON figures against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
+    /// Install the plugin binary and the conflist on this node (the
+    /// DaemonSet's init step, deploy/weft.yaml): each file through a
+    /// temporary file and a rename, the conflist checked first.
+    InstallCni(InstallCni),
+}
+
+#[derive(clap::Args)]
+struct InstallCni {
+    /// The plugin binary to install (as `<bin-dir>/weft`).
+    #[arg(long)]
+    plugin: PathBuf,
+    /// The conflist to install (under its own file name).
+    #[arg(long)]
+    conflist: PathBuf,
+    /// The runtime's CNI binary directory.
+    #[arg(long, default_value = "/opt/cni/bin")]
+    bin_dir: PathBuf,
+    /// The runtime's CNI configuration directory.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    conf_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +262,15 @@ fn main() -> Result<()> {
         Cmd::Delete(args) => weft_lab::run_delete(args)?,
         Cmd::Label(args) => weft_lab::run_label(args)?,
         Cmd::Policy(args) => weft_lab::run_policy(args)?,
+        Cmd::InstallCni(a) => {
+            let done = weft_cni::install::install(&a.plugin, &a.conflist, &a.bin_dir, &a.conf_dir)?;
+            println!(
+                "installed {} and {}",
+                done.plugin.display(),
+                done.conflist.display()
+            );
+            0
+        }
         Cmd::Bench(bench) => {
             let report = run_bench(bench)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
