@@ -17,6 +17,7 @@ use crate::netns;
 use crate::procs;
 use crate::state::{LabLock, LabState, NodeRecord, ProcRecord};
 use crate::store;
+use crate::underlay;
 
 /// Where weftd listens for health checks, inside each node's namespace
 /// (every node has its own loopback, so one port serves all).
@@ -95,6 +96,16 @@ fn args(layout: &Layout, state: &LabState, node: &NodeRecord) -> Result<Vec<Stri
         "--health-addr".into(),
         HEALTH_ADDR.into(),
     ]);
+    // As a cluster's install sets it (deploy/weft.yaml's ConfigMap): the
+    // whole pod range, so traffic to a node whose CIDR an agent has not
+    // learned yet is still never masqueraded.
+    let cluster: Vec<String> = underlay::cluster_cidrs(&state.families)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !cluster.is_empty() {
+        out.extend(["--cluster-cidrs".into(), cluster.join(",")]);
+    }
     Ok(out)
 }
 
