@@ -45,8 +45,16 @@ impl Store {
                 "network name {network:?} must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$"
             )));
         }
-        fs::create_dir_all(data_dir).map_err(|e| Error::io("create directory", data_dir, e))?;
         let dir = data_dir.join(network);
+        // Every ADD and DEL opens the store, and it nearly always exists:
+        // one open of the lock file instead of creating and checking the
+        // directories first.
+        match disk::open_lock_file(&dir) {
+            Ok(_) => return Ok(Store { dir }),
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        fs::create_dir_all(data_dir).map_err(|e| Error::io("create directory", data_dir, e))?;
         match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => disk::sync_dir(data_dir)?,
             Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}

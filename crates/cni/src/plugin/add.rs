@@ -10,23 +10,28 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_ipam::{Allocation, Attachment, Pool, Store};
-use weft_netlink::{
-    Batch, Handle, Neighbour, Netns, Route, RouteScope, VethEnd, format_mac, sysctl_set,
-};
+use weft_netlink::{Batch, Handle, Neighbour, Netns, Route, RouteScope, format_mac, sysctl_set};
 
 use super::errors::{ipam, kernel};
 use super::naming::{GATEWAY_V4, HOST_MAC, gateway_for, host_alias, host_ifname, pod_mac};
 use super::node::{self, NodeView};
+use super::timing::Timing;
+use super::veth::{self, Pair};
 use crate::wire::config::NetConf;
 use crate::wire::env::Env;
-use crate::wire::error::{
-    CniError, INVALID_ENVIRONMENT, INVALID_NETNS, KERNEL_FAILURE, UNSUPPORTED_FIELD,
-};
+use crate::wire::error::{CniError, INVALID_ENVIRONMENT, INVALID_NETNS, UNSUPPORTED_FIELD};
 use crate::wire::result::{CniResult, Interface, IpConfig, Route as ResultRoute};
 
 /// Runs ADD. On failure, removes what this invocation created (the veth pair,
 /// and the reservation when it was new) before returning the error.
 pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
+    let mut timing = Timing::from_env();
+    let outcome = attach(env, conf, &mut timing);
+    timing.report("ADD");
+    outcome
+}
+
+fn attach(env: &Env, conf: &NetConf, timing: &mut Timing) -> Result<CniResult, CniError> {
     if !conf.requested_ips.is_empty() {
         return Err(CniError::new(
             UNSUPPORTED_FIELD,
@@ -58,27 +63,41 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
     }
     let node = node::resolve(conf)?;
     let pool = Pool::new(node.pod_cidrs.clone()).map_err(ipam)?;
-    let store = Store::open(&node::data_dir(conf), &conf.name).map_err(ipam)?;
     let attachment = Attachment {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
     };
-    // The interface is built while the reservation's fsyncs run (the two
-    // waits overlap); the result is returned only once both are done.
+    timing.mark("prepare");
+    let store = Store::open(&node::data_dir(conf), &conf.name).map_err(ipam)?;
+    // The address is decided first (an exhausted pool creates nothing);
+    // the interface is then built while the reservation's write + fsync +
+    // rename runs on a second thread, and the result is returned only once
+    // both are done: the two waits overlap instead of adding up.
     let mut worked = false;
     let outcome = store.allocate_with(&attachment, &pool, |alloc| {
         worked = true;
-        attach(env, conf, &node, &pod_ns, alloc)
+        let built = veth::create(env, node.mtu, &pod_ns).and_then(|pair| {
+            let pod = ready_node(&node, &pod_ns)?;
+            configure(env, conf, pod, pair, alloc)
+        });
+        timing.mark("interface");
+        built
     });
+    timing.mark("committed");
     let host_if = host_ifname(&env.container_id, &env.ifname);
     let (mut err, created) = match outcome {
-        Ok((_, Ok(result))) => return Ok(result),
+        Ok((alloc, Ok(()))) => {
+            let mac = pod_mac(&env.container_id, &env.ifname);
+            return Ok(result(env, conf, &node, &alloc, &host_if, &mac));
+        }
         Ok((alloc, Err(e))) => (e, alloc.created),
         // The reservation was never written: nothing to release.
         Err(e) => (ipam(e), false),
     };
+    // Whatever this invocation created goes: the pair (absent is fine),
+    // and the reservation when it was new.
     if worked {
-        if let Err(e) = remove_host_veth(&host_if) {
+        if let Err(e) = veth::remove_host_veth(&host_if) {
             err.details = format!("{}; cleanup: {e}", err.details);
         }
     }
@@ -90,90 +109,45 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
     Err(err)
 }
 
-fn attach(
+/// Sets what the node needs for a pod and opens a socket inside the
+/// pod's namespace. The IP forwarding of each family the pod gets an
+/// address of (the pool has one per family) is written only when not yet
+/// set: on a running node that is one read.
+fn ready_node(node: &NodeView, pod_ns: &Netns) -> Result<Handle, CniError> {
+    let families = |v4: bool| node.pod_cidrs.iter().any(|c| c.addr().is_ipv4() == v4);
+    for (v4, key) in [
+        (true, "net/ipv4/ip_forward"),
+        (false, "net/ipv6/conf/all/forwarding"),
+    ] {
+        if families(v4) {
+            sysctl_set(key, "1").map_err(|e| kernel("enable forwarding on the node", e))?;
+        }
+    }
+    veth::pod_handle(pod_ns)
+}
+
+/// Gives the created pair its addresses, neighbours and routes; `pod` is a
+/// socket inside the pod's namespace.
+fn configure(
     env: &Env,
     conf: &NetConf,
-    node: &NodeView,
-    pod_ns: &Netns,
+    mut pod: Handle,
+    pair: Pair,
     alloc: &Allocation,
-) -> Result<CniResult, CniError> {
+) -> Result<(), CniError> {
     let cid = &env.container_id;
     let ifname = &env.ifname;
     let host_if = host_ifname(cid, ifname);
     let mac = pod_mac(cid, ifname);
-    let mut host = Handle::new().map_err(|e| kernel("open netlink", e))?;
-    let mut pod =
-        Handle::in_netns(pod_ns).map_err(|e| kernel("open netlink in the pod netns", e))?;
-
-    for ip in &alloc.ips {
-        let key = if ip.is_ipv4() {
-            "net/ipv4/ip_forward"
-        } else {
-            "net/ipv6/conf/all/forwarding"
-        };
-        sysctl_set(key, "1").map_err(|e| kernel("enable forwarding on the node", e))?;
-    }
-    // The alias goes in the host batch below (one round trip fewer than
-    // setting it at creation, which the kernel ignores anyway).
-    let host_end = VethEnd {
-        name: host_if.clone(),
-        mac: HOST_MAC,
-        mtu: node.mtu,
-        alias: None,
-    };
-    let pod_end = VethEnd {
-        name: ifname.clone(),
-        mac,
-        mtu: node.mtu,
-        alias: None,
-    };
-    // Create first and look only when a name is taken: the common case
-    // costs no lookup round trips. The host end is created up, and the
-    // kernel echoes it back with both ends' indexes.
-    let created = match host.create_veth_echo(&host_end, &pod_end, pod_ns, true) {
-        Err(e) if e.is_exists() => {
-            if pod
-                .link(ifname)
-                .map_err(|e| kernel("look up pod interface", e))?
-                .is_some_and(|l| l.peer_index.is_none() || !host_owns(&mut host, &host_if, &l))
-            {
-                return Err(CniError::new(
-                    KERNEL_FAILURE,
-                    format!(
-                        "interface {ifname} already exists in {}",
-                        env.netns
-                            .as_deref()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default()
-                    ),
-                ));
-            }
-            // A repeated ADD of the same attachment replaces the previous
-            // pair (the address stays: the reservation is reused).
-            if let Some(old) = host
-                .link(&host_if)
-                .map_err(|e| kernel("look up host veth", e))?
-            {
-                delete_ignoring_absent(&mut host, old.index)
-                    .map_err(|e| kernel("delete previous host veth", e))?;
-            }
-            host.create_veth_echo(&host_end, &pod_end, pod_ns, true)
-                .map_err(|e| kernel("create veth pair", e))?
-        }
-        other => other.map_err(|e| kernel("create veth pair", e))?,
-    };
-    let (host_index, pod_index) = match created.and_then(|l| Some((l.index, l.peer_index?))) {
-        Some(indexes) => indexes,
-        // A kernel that does not echo RTM_NEWLINK (before 6.3): look up.
-        None => (
-            link_index(&mut host, &host_if)?,
-            link_index(&mut pod, ifname)?,
-        ),
-    };
+    let Pair {
+        mut host,
+        host_index,
+        pod_index,
+    } = pair;
 
     // One batch per namespace, applied in order by the kernel: addresses and
-    // neighbours, the pod's link up (the host end already is), then routes (IPv4 refuses a route through a
-    // link that is down).
+    // neighbours, the pod's link up (the host end already is), then routes
+    // (IPv4 refuses a route through a link that is down).
     let mut in_pod = Batch::new();
     let mut on_host = Batch::new();
     on_host.set_alias(host_index, &host_alias(&conf.name, cid, ifname));
@@ -213,8 +187,7 @@ fn attach(
         .map_err(|e| kernel(&format!("configure {ifname} in the pod"), e))?;
     host.apply(&on_host)
         .map_err(|e| kernel(&format!("configure {host_if} on the node"), e))?;
-
-    Ok(result(env, conf, node, alloc, &host_if, &mac))
+    Ok(())
 }
 
 /// The routes inside the pod for one of its addresses.
@@ -294,45 +267,4 @@ fn result(
         r.dns = conf.dns.clone();
     }
     r
-}
-
-/// The index of a link that this invocation just created.
-fn link_index(handle: &mut Handle, name: &str) -> Result<u32, CniError> {
-    handle
-        .link(name)
-        .map_err(|e| kernel(&format!("look up {name}"), e))?
-        .map(|l| l.index)
-        .ok_or_else(|| CniError::new(KERNEL_FAILURE, format!("{name} vanished after creation")))
-}
-
-/// Whether the pod interface `pod_link` is the peer of our host veth
-/// `host_if` (a previous ADD of this attachment).
-fn host_owns(host: &mut Handle, host_if: &str, pod_link: &weft_netlink::Link) -> bool {
-    match host.link(host_if) {
-        Ok(Some(h)) => pod_link.peer_index == Some(h.index) && h.peer_index == Some(pod_link.index),
-        _ => false,
-    }
-}
-
-fn delete_ignoring_absent(handle: &mut Handle, index: u32) -> weft_netlink::Result<()> {
-    match handle.delete_link(index) {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
-}
-
-/// Deletes the host veth by name (its pod end goes with it); absent is fine.
-pub fn remove_host_veth(name: &str) -> Result<bool, CniError> {
-    let mut host = Handle::new().map_err(|e| kernel("open netlink", e))?;
-    match host
-        .link(name)
-        .map_err(|e| kernel("look up host veth", e))?
-    {
-        Some(link) => {
-            delete_ignoring_absent(&mut host, link.index)
-                .map_err(|e| kernel("delete host veth", e))?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
 }

@@ -8,6 +8,8 @@ mod gc;
 pub mod naming;
 pub mod node;
 mod status;
+mod timing;
+mod veth;
 
 use std::io::{Read, Write};
 
