@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use weft_netlink::{Family, FdbEntry, Neighbour, RT_TABLE_MAIN, Route, VxlanSpec, format_mac};
+use weft_netlink::{
+    Family, FdbEntry, Neighbour, NftBatch, RT_TABLE_MAIN, Route, VxlanSpec, format_mac,
+};
 
 use crate::error::Result;
 use crate::kernel::{Kernel, LinkState};
-use crate::nft::hash_from_listing;
+use crate::nft::{HASH_PREFIX, hash_from_listing};
 use crate::service::UdpFlush;
 use crate::stamped::hash_from_stamp;
 
@@ -48,6 +50,10 @@ pub struct FakeKernel {
     pub proxy_scripts: Vec<String>,
     /// The stamp of the proxy table, as [`Self::policy_hash`].
     pub proxy_hash: Option<String>,
+    /// Every netlink transaction committed on the proxy table, in order.
+    pub proxy_batches: Vec<NftBatch>,
+    /// Makes the next netlink transaction on the proxy table fail.
+    pub fail_next_proxy_batch: bool,
     /// Every conntrack deletion, in order.
     pub conntrack_deletes: Vec<UdpFlush>,
     /// Makes the next conntrack deletion fail.
@@ -316,6 +322,27 @@ impl Kernel for FakeKernel {
         self.proxy_hash = hash_from_stamp(script);
         self.proxy_scripts.push(script.to_string());
         self.record("nft proxy -f".into());
+        Ok(())
+    }
+
+    fn proxy_commit(&mut self, batch: &NftBatch) -> Result<()> {
+        if std::mem::take(&mut self.fail_next_proxy_batch) {
+            return Err(weft_netlink::Error::Invalid(
+                "nftables batch refused by the fake kernel".into(),
+            )
+            .into());
+        }
+        // The stamp travels as an element comment: read it from the bytes,
+        // where it is the text after the prefix up to its NUL.
+        let bytes = batch.encode(0);
+        let prefix = HASH_PREFIX.as_bytes();
+        if let Some(at) = bytes.windows(prefix.len()).rposition(|w| w == prefix) {
+            let rest = &bytes[at + prefix.len()..];
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+            self.proxy_hash = Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+        }
+        self.proxy_batches.push(batch.clone());
+        self.record("nft proxy batch".into());
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use weft_netlink::{Family, FdbEntry, Neighbour, Route, VxlanInfo, VxlanSpec};
+use weft_netlink::{Family, FdbEntry, Neighbour, NftBatch, Route, VxlanInfo, VxlanSpec};
 
 use crate::error::Result;
 use crate::service::UdpFlush;
@@ -93,6 +93,10 @@ pub trait Kernel {
     fn proxy_hash(&mut self) -> Result<Option<String>>;
     /// Runs one `nft -f` transaction on the proxy table.
     fn proxy_apply(&mut self, script: &str) -> Result<()>;
+    /// Commits one netlink transaction on the proxy table: the fast path
+    /// for element and rule changes ([`weft_nft::delta_batch`]), with no
+    /// read-back of the table. All of it or nothing applies.
+    fn proxy_commit(&mut self, batch: &NftBatch) -> Result<()>;
     /// Deletes the UDP conntrack entries that `flush` describes (none
     /// matching is success): stale flows to an endpoint that left a Service.
     fn conntrack_delete(&mut self, flush: &UdpFlush) -> Result<()>;

@@ -1,5 +1,7 @@
 //! [`Kernel`] over the calling thread's network namespace: netlink through
-//! [`weft_netlink::Handle`], sysctls under /proc/sys, and the `nft` command.
+//! [`weft_netlink::Handle`], sysctls under /proc/sys, the `nft` command, and
+//! nftables transactions over NETLINK_NETFILTER ([`NftSocket`]) for the
+//! proxy table's small changes.
 //!
 //! Everything acts on the namespace the handle was opened in (netlink) or
 //! the calling thread's (sysctls, child processes, which inherit the
@@ -11,7 +13,9 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
-use weft_netlink::{Family, FdbEntry, Handle, Link, Neighbour, Route, VxlanSpec};
+use weft_netlink::{
+    Family, FdbEntry, Handle, Link, Neighbour, NftBatch, NftSocket, Route, VxlanSpec,
+};
 use weft_policy::nft::TABLE as POLICY_TABLE;
 use weft_proxy::TABLE as PROXY_TABLE;
 
@@ -198,6 +202,13 @@ impl Kernel for NetlinkKernel {
     fn proxy_apply(&mut self, script: &str) -> Result<()> {
         let op = format!("apply nftables table {PROXY_TABLE}");
         run(&op, "nft", &["-f", "-"], Some(script)).map(drop)
+    }
+
+    fn proxy_commit(&mut self, batch: &NftBatch) -> Result<()> {
+        // A socket per transaction: opening one costs microseconds, and the
+        // calling thread's namespace is the one to change (see the module
+        // doc), as for the `nft` child processes.
+        Ok(NftSocket::new()?.commit(batch)?)
     }
 
     fn conntrack_delete(&mut self, flush: &UdpFlush) -> Result<()> {

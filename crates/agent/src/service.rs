@@ -103,7 +103,9 @@ pub fn reconcile_services<K: Kernel>(
         hash: K::proxy_hash,
         apply: K::proxy_apply,
     };
-    let action = state.table.apply(kernel, &io, ruleset)?;
+    let action = state
+        .table
+        .apply_fast(kernel, &io, K::proxy_commit, ruleset)?;
 
     // Only once the table sends new flows elsewhere: a flow cleared before
     // would be re-created to the old endpoint by the client's next packet.

@@ -202,3 +202,133 @@ fn conntrack_arguments_name_family_front_and_endpoint() {
         "-D -f ipv6 -p udp --orig-port-dst 30053 --reply-src fd00::7"
     );
 }
+
+/// Three UDP endpoints of `dns`, the last one ready or not.
+fn three(last_ready: bool) -> [EndpointSlice; 1] {
+    [slice(
+        "dns",
+        "IPv4",
+        &[
+            ("10.244.1.5", true),
+            ("10.244.2.7", true),
+            ("10.244.3.9", last_ready),
+        ],
+    )]
+}
+
+#[test]
+fn an_endpoint_change_is_one_netlink_batch_carrying_the_stamp() {
+    let mut k = FakeKernel::default();
+    let mut state = ServiceState::new();
+    let svcs = [service("dns", "UDP", false)];
+    assert_eq!(
+        pass(&mut k, &mut state, &svcs, &three(true)).action,
+        TableAction::Full
+    );
+    let report = pass(&mut k, &mut state, &svcs, &three(false));
+    assert_eq!(report.action, TableAction::Delta);
+    assert_eq!(k.proxy_scripts.len(), 1, "no nft run for the delta");
+    assert_eq!(k.proxy_batches.len(), 1);
+    // The stamp in the batch is the new table's: the next pass finds it
+    // and does nothing, a restarted agent adopts the table.
+    assert_eq!(
+        pass(&mut k, &mut state, &svcs, &three(false)).action,
+        TableAction::Unchanged
+    );
+    let mut restarted = ServiceState::new();
+    assert_eq!(
+        pass(&mut k, &mut restarted, &svcs, &three(false)).action,
+        TableAction::Adopted
+    );
+    // And back: another batch.
+    assert_eq!(
+        pass(&mut k, &mut restarted, &svcs, &three(true)).action,
+        TableAction::Delta
+    );
+    assert_eq!(k.proxy_batches.len(), 2);
+    assert_eq!(k.proxy_scripts.len(), 1);
+}
+
+#[test]
+fn a_refused_batch_falls_back_to_an_nft_delta() {
+    let mut k = FakeKernel::default();
+    let mut state = ServiceState::new();
+    let svcs = [service("dns", "UDP", false)];
+    pass(&mut k, &mut state, &svcs, &three(true));
+    k.fail_next_proxy_batch = true;
+    let report = pass(&mut k, &mut state, &svcs, &three(false));
+    assert_eq!(report.action, TableAction::Delta);
+    assert!(k.proxy_batches.is_empty());
+    let delta = k.proxy_scripts.last().unwrap();
+    assert!(!delta.contains("delete table"), "{delta}");
+    assert!(delta.contains("flush chain"), "{delta}");
+    assert_eq!(
+        pass(&mut k, &mut state, &svcs, &three(false)).action,
+        TableAction::Unchanged
+    );
+}
+
+/// Kernel tier: the stamp a netlink delta writes is the one `nft` reads
+/// back, so the next pass sees its own table and a restart adopts it.
+#[test]
+fn kernel_netlink_delta_keeps_the_stamp() {
+    use crate::real::NetlinkKernel;
+    use crate::stamped::ruleset_hash;
+    use weft_testkit::{NetNs, privileged};
+
+    if !privileged("kernel_netlink_delta_keeps_the_stamp") {
+        return;
+    }
+    let ns = NetNs::new("agsvc").unwrap();
+    let svcs = [service("dns", "UDP", false)];
+    let result = ns.run(|| {
+        let mut k = NetlinkKernel::new().unwrap();
+        let mut state = ServiceState::new();
+        let me = node("n1", &["10.244.1.0/24"], &["192.168.50.11"], false);
+        let cidrs = ["10.244.0.0/16".parse().unwrap()];
+        let mut pass = |state: &mut ServiceState, slices: &[EndpointSlice]| {
+            reconcile_services(&mut k, state, &svcs, slices, &me, &cidrs)
+                .unwrap()
+                .action
+        };
+        // A third endpoint becomes ready: an addition, no stale flows.
+        let actions = [
+            pass(&mut state, &three(false)),
+            pass(&mut state, &three(true)),
+            pass(&mut state, &three(true)),
+            pass(&mut ServiceState::new(), &three(true)),
+        ];
+        let want = ruleset_hash(&compile(
+            &svcs,
+            &three(true),
+            &ProxyNode {
+                name: me.name.clone(),
+                node_ips: me.addresses.clone(),
+                pod_cidrs: me.pod_cidrs.clone(),
+                cluster_cidrs: cidrs.to_vec(),
+            },
+        ));
+        (actions, k.proxy_hash().unwrap(), want)
+    });
+    let (actions, have, want) = result.unwrap();
+    assert_eq!(
+        actions,
+        [
+            TableAction::Full,
+            TableAction::Delta,
+            TableAction::Unchanged,
+            TableAction::Adopted
+        ]
+    );
+    assert_eq!(have, Some(want));
+    let listing = ns
+        .exec(
+            "nft",
+            &["list", "map", "inet", "weft-proxy", "service_ips4"],
+        )
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("10.96.0.10 . udp . 53 : goto svc4-"),
+        "{listing:?}"
+    );
+}

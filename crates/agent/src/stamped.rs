@@ -13,8 +13,9 @@
 use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
-use tracing::warn;
-use weft_nft::{Ruleset, render_delta, render_full};
+use tracing::{debug, warn};
+use weft_netlink::{NftBatch, NftElement};
+use weft_nft::{Ruleset, delta_batch, render_delta, render_full};
 
 use crate::error::Result;
 use crate::nft::{HASH_PREFIX, hex};
@@ -47,6 +48,10 @@ pub(crate) struct TableIo<K> {
     pub(crate) apply: fn(&mut K, &str) -> Result<()>,
 }
 
+/// Commits one netlink transaction on a table: the [`crate::Kernel`]
+/// method of a table whose deltas may skip `nft` ([`StampedTable::apply_fast`]).
+pub(crate) type Commit<K> = fn(&mut K, &NftBatch) -> Result<()>;
+
 /// What this agent last loaded into one table, kept across passes so that a
 /// change is applied as a delta against it.
 #[derive(Debug, Default)]
@@ -74,24 +79,44 @@ impl StampedTable {
         io: &TableIo<K>,
         ruleset: Ruleset,
     ) -> Result<TableAction> {
+        self.apply_with(kernel, io, None, ruleset)
+    }
+
+    /// [`StampedTable::apply`], with deltas of elements and of the rules
+    /// [`delta_batch`] encodes committed over netlink by `commit` (no `nft`
+    /// process, no read-back of the table), the stamp in the same
+    /// transaction. Any other delta, or a batch the kernel refuses, goes
+    /// through `nft -f` as before.
+    pub(crate) fn apply_fast<K>(
+        &mut self,
+        kernel: &mut K,
+        io: &TableIo<K>,
+        commit: Commit<K>,
+        ruleset: Ruleset,
+    ) -> Result<TableAction> {
+        self.apply_with(kernel, io, Some(commit), ruleset)
+    }
+
+    fn apply_with<K>(
+        &mut self,
+        kernel: &mut K,
+        io: &TableIo<K>,
+        commit: Option<Commit<K>>,
+        ruleset: Ruleset,
+    ) -> Result<TableAction> {
         let have = (io.hash)(kernel)?;
         if let Some(applied) = self.applied.take() {
             if have.as_deref() == Some(applied.hash.as_str()) {
-                let Some(delta) = render_delta(&applied.ruleset, &ruleset) else {
-                    self.applied = Some(applied);
-                    return Ok(TableAction::Unchanged);
-                };
-                let hash = ruleset_hash(&ruleset);
-                match (io.apply)(kernel, &(delta + &stamp(&ruleset.table, &hash))) {
-                    Ok(()) => {
+                match delta(kernel, io, commit, &applied.ruleset, &ruleset) {
+                    Delta::Unchanged => {
+                        self.applied = Some(applied);
+                        return Ok(TableAction::Unchanged);
+                    }
+                    Delta::Applied(hash) => {
                         self.applied = Some(Applied { ruleset, hash });
                         return Ok(TableAction::Delta);
                     }
-                    Err(e) => warn!(
-                        table = ruleset.table,
-                        error = %e,
-                        "delta refused; loading the whole table"
-                    ),
+                    Delta::Refused => {}
                 }
             } else {
                 warn!(
@@ -116,6 +141,64 @@ impl StampedTable {
     }
 }
 
+/// What applying the difference did.
+enum Delta {
+    /// Nothing differs.
+    Unchanged,
+    /// Applied, the table stamped with this hash.
+    Applied(String),
+    /// The kernel refused it (nothing applied): load the whole table.
+    Refused,
+}
+
+/// Applies the difference from `old` (what the kernel holds) to `new` with
+/// the new stamp, in one transaction: over netlink when `commit` is given
+/// and [`delta_batch`] encodes the change, else (or when the kernel
+/// refuses the batch, which then applied nothing) through `nft -f`.
+fn delta<K>(
+    kernel: &mut K,
+    io: &TableIo<K>,
+    commit: Option<Commit<K>>,
+    old: &Ruleset,
+    new: &Ruleset,
+) -> Delta {
+    // Hashing renders the whole table: only once there is a change.
+    let mut hash = None;
+    if let Some(commit) = commit {
+        match delta_batch(old, new) {
+            Ok(None) => return Delta::Unchanged,
+            Ok(Some(mut batch)) => {
+                let hash = hash.insert(ruleset_hash(new));
+                stamp_batch(&mut batch, &new.table, hash);
+                match commit(kernel, &batch) {
+                    Ok(()) => return Delta::Applied(hash.clone()),
+                    Err(e) => warn!(
+                        table = new.table,
+                        error = %e,
+                        "netlink delta refused; trying nft"
+                    ),
+                }
+            }
+            Err(why) => debug!(table = new.table, %why, "delta through nft"),
+        }
+    }
+    let Some(text) = render_delta(old, new) else {
+        return Delta::Unchanged;
+    };
+    let hash = hash.unwrap_or_else(|| ruleset_hash(new));
+    match (io.apply)(kernel, &(text + &stamp(&new.table, &hash))) {
+        Ok(()) => Delta::Applied(hash),
+        Err(e) => {
+            warn!(
+                table = new.table,
+                error = %e,
+                "delta refused; loading the whole table"
+            );
+            Delta::Refused
+        }
+    }
+}
+
 /// The hash stamped for `ruleset`: SHA-256 of its full rendering, which is
 /// a deterministic function of the ruleset.
 pub fn ruleset_hash(ruleset: &Ruleset) -> String {
@@ -134,6 +217,23 @@ pub(crate) fn stamp(table: &str, hash: &str) -> String {
         "add element {table} {STATE_SET} {{ 0 comment \"{HASH_PREFIX}{hash}\" }}"
     );
     out
+}
+
+/// [`stamp`] as netlink messages appended to `batch`: the set exists
+/// (the kernel carries the stamp this delta builds on), so flush it and
+/// add the one element, the hash in its comment.
+fn stamp_batch(batch: &mut NftBatch, table: &str, hash: &str) {
+    let name = table.split_once(' ').map_or(table, |(_, name)| name);
+    batch.flush_set(name, STATE_SET).add_elements(
+        name,
+        STATE_SET,
+        &[NftElement {
+            // `0` as an `inet_service`.
+            key: vec![0, 0],
+            data: None,
+            comment: Some(format!("{HASH_PREFIX}{hash}")),
+        }],
+    );
 }
 
 /// The hash in the stamp, from `nft list set <table> agent_state` (or from a

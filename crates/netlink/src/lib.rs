@@ -24,6 +24,7 @@ mod fdb;
 mod link;
 mod mac;
 mod neigh;
+mod nftables;
 mod ns;
 mod route;
 mod socket;
@@ -36,6 +37,10 @@ pub use fdb::FdbEntry;
 pub use link::{IFNAMSIZ_MAX, Link, VethEnd};
 pub use mac::{format_mac, parse_mac};
 pub use neigh::Neighbour;
+pub use nftables::{
+    NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NftBatch, NftCmpOp, NftData, NftElement, NftExpr,
+    NftMetaKey, NftPayloadBase, NftSocket, NftVerdict,
+};
 pub use ns::{Netns, NetnsGuard, in_netns};
 pub use route::{Family, RT_TABLE_MAIN, RTPROT_BOOT, Route, RouteScope};
 pub use socket::Handle;

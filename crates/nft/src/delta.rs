@@ -39,9 +39,6 @@ const ELEMENTS_PER_COMMAND: usize = 1000;
 /// fails the whole transaction (and the caller then falls back to a full
 /// load).
 pub fn render_delta(old: &Ruleset, new: &Ruleset) -> Option<String> {
-    if old == new {
-        return None;
-    }
     if needs_full(old, new) {
         return Some(render_full(new));
     }
@@ -55,6 +52,9 @@ pub fn render_delta(old: &Ruleset, new: &Ruleset) -> Option<String> {
                 let _ = writeln!(out, "add set {table} {name} {{ {} }}", set.declaration());
                 element_command(&mut out, table, "add", name, set.elements.iter().cloned());
             }
+            // Equal element sets compare in one linear pass, far cheaper
+            // than looking every element up in the other set.
+            Some(before) if before.elements == set.elements => {}
             Some(before) => set_elements(&mut out, table, name, before, set),
         }
     }
@@ -80,6 +80,7 @@ pub fn render_delta(old: &Ruleset, new: &Ruleset) -> Option<String> {
                     map.element_texts(map.elements.keys()),
                 );
             }
+            Some(before) if before.elements == map.elements => {}
             Some(before) => map_elements(&mut out, table, name, before, map),
         }
     }
@@ -117,14 +118,14 @@ pub fn render_delta(old: &Ruleset, new: &Ruleset) -> Option<String> {
     for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
         let _ = writeln!(out, "delete set {table} {name}");
     }
-    Some(out)
+    (!out.is_empty()).then_some(out)
 }
 
 /// Whether `old` cannot become `new` in place: another table, a set or map
 /// retyped under the same name, or base chains added, removed or re-hooked
 /// (they practically never change, so the full replacement costs nothing
 /// in practice and keeps hook changes out of the delta).
-fn needs_full(old: &Ruleset, new: &Ruleset) -> bool {
+pub(crate) fn needs_full(old: &Ruleset, new: &Ruleset) -> bool {
     let retyped_set = new.sets.iter().any(|(name, set)| {
         old.sets
             .get(name)

@@ -1,6 +1,8 @@
 //! One nftables table as a plain value ([`Ruleset`]) and its rendering to
 //! `nft -f` text: whole ([`render_full`]) or as the difference between two
-//! rulesets ([`render_delta`]).
+//! rulesets ([`render_delta`]), or that difference as a netlink
+//! transaction ([`delta_batch`]) when it holds only element and rule
+//! changes of the shapes it encodes.
 //!
 //! Shared by weft's tables that are compiled from the cluster and updated in
 //! place (`inet weft-policy`, `inet weft-proxy`): each table is replaced or
@@ -8,6 +10,7 @@
 //! The [`NftFamily`] helper and [`short_hash`] are the spelling both
 //! compilers use for families and content-derived names.
 
+mod batch;
 mod delta;
 mod family;
 mod render;
@@ -17,9 +20,13 @@ use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
 
+pub use batch::{Unsupported, delta_batch};
 pub use delta::render_delta;
 pub use family::{NftFamily, protocol_keyword};
 pub use render::render_full;
+/// The transaction [`delta_batch`] returns and the socket that commits it,
+/// so that callers need no direct dependency on `weft_netlink`.
+pub use weft_netlink::{NftBatch, NftSocket};
 
 /// One table: hooked base chains, named sets, verdict maps and regular
 /// chains. Rules refer to sets and maps by name (`@name`), maps and rules to
@@ -67,9 +74,12 @@ pub struct SetDef {
 /// A named map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapDef {
-    /// The key type (`ipv4_addr`).
+    /// The key type (`ipv4_addr`), or `typeof` and an expression
+    /// (`typeof numgen random mod 1`) for keys that no named type covers
+    /// (nft refuses a `mark` map for a `numgen` key); then
+    /// [`MapDef::value_type`] is an expression too (`ip daddr . tcp dport`).
     pub key_type: String,
-    /// The value type (`verdict`).
+    /// The value type (`verdict`), or an expression after a `typeof` key.
     pub value_type: String,
     /// Key to value, both as `nft` text (`10.0.0.1` → `jump in_0a1b`).
     pub elements: BTreeMap<String, String>,
@@ -134,7 +144,22 @@ impl SetDef {
 impl MapDef {
     /// The map's declaration without elements, as `add map` takes it.
     fn declaration(&self) -> String {
-        format!("type {} : {};", self.key_type, self.value_type)
+        format!("{};", self.type_line())
+    }
+
+    /// `type key : value`, or `typeof key : value` for a `typeof` key.
+    fn type_line(&self) -> String {
+        if self.key_type.starts_with("typeof ") {
+            format!("{} : {}", self.key_type, self.value_type)
+        } else {
+            format!("type {} : {}", self.key_type, self.value_type)
+        }
+    }
+
+    /// Whether the values are verdicts (`jump`, `goto`): such a map must
+    /// come after the chains it names, a map of data may come first.
+    fn is_verdict(&self) -> bool {
+        self.value_type == "verdict"
     }
 
     /// Elements as `key : value` text.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::Ruleset;
+use super::{MapDef, Ruleset};
 
 /// Renders `ruleset` as a complete `nft -f` script that replaces the table
 /// atomically: `table … {}` creates it when missing so that the `delete`
@@ -10,8 +10,9 @@ use super::Ruleset;
 /// no packet sees a half-built table. For the first load and after a
 /// restart; later changes go through [`super::render_delta`].
 ///
-/// Order inside the table: sets, regular chains, maps (their `jump`s need the
-/// chains), the base chains last, by name (they refer to sets and maps).
+/// Order inside the table: sets and maps of data, regular chains (their
+/// rules may look those up), verdict maps (their `jump`s need the chains),
+/// the base chains last, by name (they refer to sets and maps).
 pub fn render_full(ruleset: &Ruleset) -> String {
     let table = &ruleset.table;
     let mut out = String::new();
@@ -27,14 +28,16 @@ pub fn render_full(ruleset: &Ruleset) -> String {
         elements(&mut out, set.elements.iter().cloned());
         out.push_str("\t}\n");
     }
+    let (verdict_maps, data_maps): (Vec<_>, Vec<_>) =
+        ruleset.maps.iter().partition(|(_, map)| map.is_verdict());
+    for (name, map) in data_maps {
+        self::map(&mut out, name, map);
+    }
     for (name, rules) in &ruleset.chains {
         chain(&mut out, name, None, rules);
     }
-    for (name, map) in &ruleset.maps {
-        let _ = writeln!(out, "\tmap {name} {{");
-        let _ = writeln!(out, "\t\ttype {} : {}", map.key_type, map.value_type);
-        elements(&mut out, map.element_texts(map.elements.keys()).into_iter());
-        out.push_str("\t}\n");
+    for (name, map) in verdict_maps {
+        self::map(&mut out, name, map);
     }
     for (name, base) in &ruleset.base_chains {
         chain(&mut out, name, Some(&base.hook), &base.rules);
@@ -50,6 +53,13 @@ fn elements(out: &mut String, items: impl Iterator<Item = String>) {
     if !items.is_empty() {
         let _ = writeln!(out, "\t\telements = {{ {} }}", items.join(", "));
     }
+}
+
+fn map(out: &mut String, name: &str, map: &MapDef) {
+    let _ = writeln!(out, "\tmap {name} {{");
+    let _ = writeln!(out, "\t\t{}", map.type_line());
+    elements(out, map.element_texts(map.elements.keys()).into_iter());
+    out.push_str("\t}\n");
 }
 
 fn chain(out: &mut String, name: &str, hook: Option<&str>, rules: &[String]) {

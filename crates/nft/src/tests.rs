@@ -224,3 +224,40 @@ fn families_are_spelled_as_nft_does() {
         ["6", "ip6", "ipv6_addr", "ipv6"]
     );
 }
+
+/// `sample()` plus a `typeof` data map that chain `c` looks up.
+fn with_data_map() -> Ruleset {
+    let mut r = sample();
+    r.maps.insert(
+        "b".into(),
+        MapDef {
+            key_type: "typeof numgen random mod 1".into(),
+            value_type: "ip daddr . tcp dport".into(),
+            elements: [("0".to_owned(), "10.0.0.1 . 80".to_owned())].into(),
+        },
+    );
+    r.chains.insert(
+        "c".into(),
+        vec!["meta l4proto tcp dnat ip to numgen random mod 1 offset 0 map @b".into()],
+    );
+    r
+}
+
+#[test]
+fn data_maps_come_before_the_chains_that_look_them_up() {
+    let text = render_full(&with_data_map());
+    let map = text.find("\tmap b {").unwrap();
+    assert!(text.contains("\tmap b {\n\t\ttypeof numgen random mod 1 : ip daddr . tcp dport\n"));
+    assert!(map < text.find("\tchain c {").unwrap(), "{text}");
+    // Verdict maps still follow the chains they name.
+    assert!(text.find("\tchain c {").unwrap() < text.find("\tmap m {").unwrap());
+}
+
+#[test]
+fn a_new_typeof_map_is_declared_with_typeof() {
+    let delta = render_delta(&sample(), &with_data_map()).unwrap();
+    assert!(
+        delta.contains("add map inet t b { typeof numgen random mod 1 : ip daddr . tcp dport; }"),
+        "{delta}"
+    );
+}

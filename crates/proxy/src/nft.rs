@@ -4,7 +4,10 @@
 //! the shared crate. The base chains depend only on constants, so a delta
 //! never touches them.
 
-pub use weft_nft::{BaseChain, MapDef, Ruleset, SetDef, Stats, render_delta, render_full};
+pub use weft_nft::{
+    BaseChain, MapDef, NftBatch, NftSocket, Ruleset, SetDef, Stats, Unsupported, delta_batch,
+    render_delta, render_full,
+};
 
 /// The table's family and name.
 pub const TABLE: &str = "inet weft-proxy";

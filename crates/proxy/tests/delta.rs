@@ -56,9 +56,11 @@ fn no_change_no_delta() {
 fn endpoint_added_changes_one_chain_and_elements() {
     let (services, _) = cluster();
     let old = compile(&services, &with_web_slice(web_slice(&[])), &node());
+    // One endpoint on another node, one on this node (in its pod CIDR: it
+    // may hairpin).
     let new = compile(
         &services,
-        &with_web_slice(web_slice(&["10.244.3.7"])),
+        &with_web_slice(web_slice(&["10.244.3.7", "10.244.1.7"])),
         &node(),
     );
     let delta = render_delta(&old, &new).unwrap();
@@ -71,11 +73,22 @@ fn endpoint_added_changes_one_chain_and_elements() {
     );
     assert_only_elements_and_rules(&cmds, &delta);
     assert!(
-        delta.contains("add element inet weft-proxy hairpin4 { 10.244.3.7 . 10.244.3.7 }"),
+        delta.contains("add element inet weft-proxy hairpin4 { 10.244.1.7 . 10.244.1.7 }"),
         "{delta}"
     );
-    assert!(delta.contains("dnat ip to 10.244.3.7:9090"), "{delta}");
-    assert!(delta.contains("numgen random mod 3 == 0"), "{delta}");
+    assert!(!delta.contains("10.244.3.7 . 10.244.3.7"), "{delta}");
+    // The endpoints are map elements; the rule only learns their number.
+    assert!(
+        cmds.iter()
+            .any(|(k, n)| k == "add element" && n.starts_with("backends4-tcp-")),
+        "{delta}"
+    );
+    assert!(delta.contains(" : 10.244.3.7 . 9090"), "{delta}");
+    assert!(delta.contains(" : 10.244.1.7 . 9090"), "{delta}");
+    assert!(
+        delta.contains("meta l4proto tcp dnat ip to numgen random mod 4 offset "),
+        "{delta}"
+    );
 }
 
 /// Nothing but element changes and the rules of flushed chains.
@@ -94,10 +107,10 @@ fn endpoint_removed_or_unready_changes_one_chain_and_elements() {
     let (services, _) = cluster();
     let old = compile(
         &services,
-        &with_web_slice(web_slice(&["10.244.3.7"])),
+        &with_web_slice(web_slice(&["10.244.1.7"])),
         &node(),
     );
-    let mut unready = web_slice(&["10.244.3.7"]);
+    let mut unready = web_slice(&["10.244.1.7"]);
     unready.endpoints[1].conditions.ready = false;
     for slices in [with_web_slice(web_slice(&[])), with_web_slice(unready)] {
         let new = compile(&services, &slices, &node());

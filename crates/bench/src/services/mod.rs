@@ -4,7 +4,10 @@
 //! Programming: for each size (`N` Services × `M` endpoints, [`synth`]),
 //! the node's proxy table is compiled and loaded with `nft -f` into a
 //! `weft…` network namespace of its own; then one endpoint is removed and
-//! added back, each applied as a [`render_delta`]. Memory: heap bytes of
+//! added back, each applied as the agent applies it, a [`delta_batch`]
+//! committed over netlink, and, for comparison, as a [`render_delta`]
+//! through `nft -f` in a second namespace holding the same table. Memory:
+//! heap bytes of
 //! the Services, slices and compiled table ([`crate::policy::heap`]).
 //!
 //! Latency: a node namespace with a client pod and a server pod ([`lab`]);
@@ -22,12 +25,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use weft_proxy::{Ruleset, compile, render_delta, render_full};
+use weft_proxy::nft::NftSocket;
+use weft_proxy::{Ruleset, compile, delta_batch, render_delta, render_full};
 use weft_testkit::NetNs;
 
 pub use report::{
-    ENDPOINT_CHANGE_MS_MAX, FULL_SYNC_MS_MAX, LATENCY_RATIO_MAX, Memory, Phase, Run,
-    TARGET_ENDPOINTS, TARGET_SERVICES, latency_report, report, size_report,
+    ENDPOINT_CHANGE_MS_MAX, EndpointChange, FULL_SYNC_MS_MAX, LATENCY_RATIO_MAX, Memory, Phase,
+    Run, TARGET_ENDPOINTS, TARGET_SERVICES, latency_report, report, size_report,
 };
 
 use crate::policy::load::nft;
@@ -124,10 +128,13 @@ fn memory(services: usize, endpoints: usize) -> Result<Memory> {
     Ok(memory)
 }
 
-/// One timed programming run, in a namespace of its own.
+/// One timed programming run, in namespaces of its own: the timed full
+/// load and the netlink deltas in one, the `nft` deltas in a second one
+/// loaded with the same table.
 fn one(services: usize, endpoints: usize) -> Result<Run> {
     let mut cluster = synth::cluster(services, endpoints)?;
     let ns = NetNs::new("svc").context("create the benchmark's network namespace")?;
+    let ns_nft = NetNs::new("svcn").context("create the benchmark's second namespace")?;
     let started = Instant::now();
     let ruleset = compile(&cluster.services, &cluster.slices, &synth::node());
     let compile_time = started.elapsed();
@@ -135,12 +142,23 @@ fn one(services: usize, endpoints: usize) -> Result<Run> {
     let full = render_full(&ruleset);
     let render_time = started.elapsed();
     let load_time = nft(&ns, &full).context("full load")?;
+    nft(&ns_nft, &full).context("full load of the second namespace")?;
     let stats = ruleset.stats();
+    let mut socket = ns
+        .run(NftSocket::new)
+        .context("enter the benchmark's namespace")?
+        .context("open a netfilter socket in the benchmark's namespace")?;
+    let mut deltas = Deltas {
+        socket: &mut socket,
+        ns_nft: &ns_nft,
+    };
 
     let removed = cluster.remove_endpoint()?;
-    let (endpoint_removed, ruleset) = change(&ns, &cluster, ruleset).context("endpoint removed")?;
+    let (endpoint_removed, ruleset) = deltas
+        .change(&cluster, ruleset)
+        .context("endpoint removed")?;
     cluster.add_endpoint(removed);
-    let (endpoint_added, _) = change(&ns, &cluster, ruleset).context("endpoint added")?;
+    let (endpoint_added, _) = deltas.change(&cluster, ruleset).context("endpoint added")?;
     Ok(Run {
         compile_ms: ms(compile_time),
         render_ms: ms(render_time),
@@ -152,24 +170,55 @@ fn one(services: usize, endpoints: usize) -> Result<Run> {
     })
 }
 
-/// Recompiles, renders the delta against `old` and loads it.
-fn change(ns: &NetNs, cluster: &synth::Synthesized, old: Ruleset) -> Result<(Change, Ruleset)> {
-    let started = Instant::now();
-    let new = compile(&cluster.services, &cluster.slices, &synth::node());
-    let compile_time = started.elapsed();
-    let started = Instant::now();
-    let delta = render_delta(&old, &new)
-        .context("the change left the node's table as it was: nothing to measure")?;
-    let render_time = started.elapsed();
-    let load_time = nft(ns, &delta)?;
-    let change = Change {
-        compile_ms: ms(compile_time),
-        render_ms: ms(render_time),
-        load_ms: ms(load_time),
-        delta_text_bytes: delta.len(),
-        delta_commands: delta.lines().filter(|l| !l.trim().is_empty()).count(),
-    };
-    Ok((change, new))
+/// Where the two kinds of delta go: the netlink socket of the timed
+/// namespace, and the namespace that takes `nft -f`.
+struct Deltas<'a> {
+    socket: &'a mut NftSocket,
+    ns_nft: &'a NetNs,
+}
+
+impl Deltas<'_> {
+    /// Recompiles, then applies the difference from `old` both ways.
+    fn change(
+        &mut self,
+        cluster: &synth::Synthesized,
+        old: Ruleset,
+    ) -> Result<(EndpointChange, Ruleset)> {
+        let nothing = "the change left the node's table as it was: nothing to measure";
+        let started = Instant::now();
+        let new = compile(&cluster.services, &cluster.slices, &synth::node());
+        let compile_time = started.elapsed();
+
+        let started = Instant::now();
+        let batch = delta_batch(&old, &new)
+            .context("the change is not one a netlink batch carries")?
+            .context(nothing)?;
+        let batch_render = started.elapsed();
+        let started = Instant::now();
+        self.socket
+            .commit(&batch)
+            .context("commit the netlink batch")?;
+        let batch_commit = started.elapsed();
+
+        let started = Instant::now();
+        let delta = render_delta(&old, &new).context(nothing)?;
+        let render_time = started.elapsed();
+        let load_time = nft(self.ns_nft, &delta)?;
+        let change = EndpointChange {
+            batch_render_ms: ms(batch_render),
+            batch_commit_ms: ms(batch_commit),
+            batch_messages: batch.len(),
+            batch_bytes: batch.encode(0).len(),
+            nft: Change {
+                compile_ms: ms(compile_time),
+                render_ms: ms(render_time),
+                load_ms: ms(load_time),
+                delta_text_bytes: delta.len(),
+                delta_commands: delta.lines().filter(|l| !l.trim().is_empty()).count(),
+            },
+        };
+        Ok((change, new))
+    }
 }
 
 /// The latency phases: few, many, few, many, in the same namespaces.

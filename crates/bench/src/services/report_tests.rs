@@ -4,13 +4,19 @@ use serde_json::json;
 
 use super::*;
 
-fn change(render: f64, load: f64) -> Change {
-    Change {
-        compile_ms: 100.0,
-        render_ms: render,
-        load_ms: load,
-        delta_text_bytes: 120,
-        delta_commands: 3,
+fn change(render: f64, load: f64) -> EndpointChange {
+    EndpointChange {
+        batch_render_ms: render,
+        batch_commit_ms: load,
+        batch_messages: 4,
+        batch_bytes: 400,
+        nft: Change {
+            compile_ms: 100.0,
+            render_ms: 2.0 * render,
+            load_ms: 10.0 * load,
+            delta_text_bytes: 120,
+            delta_commands: 3,
+        },
     }
 }
 
@@ -54,6 +60,14 @@ fn a_size_reports_medians_and_judges_render_plus_load() {
         size["endpoint_added"]["with_full_recompile_ms"]["median"],
         123.0
     );
+    assert_eq!(size["endpoint_added"]["delta_commands"], 4);
+    assert_eq!(size["endpoint_added"]["delta_bytes"], 400);
+    // The nft path of the same change, reported beside it.
+    assert_eq!(
+        size["endpoint_removed"]["nft"]["render_and_load_ms"]["median"],
+        202.0
+    );
+    assert_eq!(size["endpoint_removed"]["nft"]["delta_commands"], 3);
     assert_eq!(size["ruleset"]["chains"], 4);
     assert_eq!(size["memory"]["total_bytes"], 4 << 20);
     assert_eq!(size["memory"]["total_mib"], 4.0);

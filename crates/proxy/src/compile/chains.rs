@@ -14,6 +14,7 @@ use weft_model::{IpFamily, Protocol, SessionAffinity, TrafficPolicy};
 use weft_nft::{NftFamily, short_hash};
 
 use super::MARK_CHAIN;
+use super::backends::{Backends, SLOT};
 use super::endpoints::Target;
 use crate::nft::SetDef;
 
@@ -34,10 +35,6 @@ pub(crate) struct PortPlan<'a> {
     pub affinity: SessionAffinity,
     /// `externalTrafficPolicy`.
     pub external_policy: TrafficPolicy,
-    /// Whether the node knows its cluster CIDRs of this family: then
-    /// traffic from outside them to a cluster IP is masqueraded (as
-    /// kube-proxy with `--cluster-cidr`).
-    pub masquerade_off_cluster: bool,
 }
 
 /// Where traffic of a Service port goes: a chain name or a final verdict.
@@ -59,6 +56,8 @@ pub(crate) struct Output {
     /// Every endpoint address: a connection from one of them DNATed to
     /// itself is hairpin traffic, masqueraded in postrouting.
     pub hairpin: BTreeSet<IpAddr>,
+    /// Random choices that DNAT through a map of backends.
+    pub backends: Backends,
 }
 
 impl PortPlan<'_> {
@@ -120,11 +119,8 @@ impl PortPlan<'_> {
         if out.chains.contains_key(&name) {
             return Entry::Chain(name);
         }
-        let (kw, s) = (self.family.keyword(), self.family.suffix());
+        let kw = self.family.keyword();
         let mut rules = Vec::new();
-        if scope == Scope::Cluster && self.masquerade_off_cluster {
-            rules.push(format!("{kw} saddr != @cluster_cidrs{s} jump {MARK_CHAIN}"));
-        }
         // The action per endpoint: its affinity chain for a ClientIP
         // Service (clients with affinity jump there first), else the DNAT
         // itself (no chain per endpoint: at 100,000 endpoints the chains
@@ -141,7 +137,20 @@ impl PortPlan<'_> {
                 None => actions.push(self.dnat(target)),
             }
         }
-        // A uniform choice without anonymous maps: rule k (of n) matches
+        // Without affinity, one rule looks the endpoint up in a shared map
+        // of backends (see `backends`): far cheaper to load and to change
+        // than a rule per endpoint.
+        let plain = matches!(self.affinity, SessionAffinity::None);
+        if plain && (2..=SLOT).contains(&targets.len()) {
+            out.chains.insert(name.clone(), rules);
+            let backends = targets.iter().map(|t| (t.ip, t.port)).collect();
+            out.backends
+                .push(name.clone(), self.family, self.protocol, backends);
+            return Entry::Chain(name);
+        }
+        // Affinity (whose endpoint chains the choice must jump to), a single
+        // endpoint, or more than a map slot holds: a uniform choice without
+        // anonymous maps: rule k (of n) matches
         // with probability 1/(n-k), the last one always (the iptables
         // "statistic" cascade). An inline `numgen … vmap { … }` per Service,
         // as kube-proxy's nftables mode writes, measured 284 s against 7 s

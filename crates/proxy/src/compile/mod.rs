@@ -11,13 +11,16 @@
 //!   traffic to the node's addresses in `service_nodeports4/6`; each element
 //!   is a `goto` to the Service port's chain. One lookup per packet,
 //!   whatever the number of Services.
-//! - A pick chain per Service port and family chooses an endpoint with a
-//!   cascade of `numgen random` rules and DNATs, after the client's
-//!   affinity (one dynamic set and one chain per endpoint of a `ClientIP`
-//!   Service, the chain refreshing the set).
+//! - A pick chain per Service port and family chooses an endpoint: one
+//!   `numgen random` rule whose number is looked up in a shared map of
+//!   backends (`backends4-tcp-XX`, see `backends`); a `ClientIP` Service
+//!   keeps a cascade of `numgen random` rules after the client's affinity
+//!   (one dynamic set and one chain per endpoint, the chain refreshing the
+//!   set).
 //! - Hairpin traffic (an endpoint reaching itself through its Service) is
 //!   masqueraded in postrouting: `saddr . daddr` in `hairpin4/6`, whose
-//!   elements are `ep . ep` for every endpoint.
+//!   elements are `ep . ep` for every endpoint that can live on this node
+//!   (in its pod CIDRs, or one of its addresses).
 //! - `filter_prerouting` and `filter_output` run before NAT and reject new
 //!   connections to a Service port without endpoints (`no_endpoints4/6`,
 //!   `no_endpoint_nodeports4/6`): TCP reset or ICMP port unreachable at
@@ -25,12 +28,14 @@
 //! - `nat_postrouting` masquerades hairpin traffic and what was marked:
 //!   external traffic with `externalTrafficPolicy: Cluster`, the node's own
 //!   traffic to external addresses, and (when cluster CIDRs are known)
-//!   traffic from outside them to cluster IPs.
+//!   traffic from outside them to cluster IPs (marked in the hooked chains
+//!   by a lookup in `masq_cluster_ips4/6`, the cluster IP ports that pick
+//!   among all endpoints).
 //!
-//! Measured with `examples/load_scale.rs` (10,000 Services × 10 endpoints,
-//! this kernel): compile 0.16 s, full load 4.5 s, one-endpoint delta
-//! 0.12 s through `nft` (its read-back of the table dominates).
+//! Measured figures: docs/benchmarks.md § Services (`weftctl bench
+//! services`).
 
+mod backends;
 mod chains;
 mod endpoints;
 
@@ -38,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use weft_model::{EndpointSlice, IpFamily, Service};
+use weft_model::{EndpointSlice, IpFamily, Service, TrafficPolicy};
 use weft_nft::NftFamily;
 
 use crate::nft::{BaseChain, MapDef, Ruleset, SetDef, TABLE};
@@ -78,6 +83,9 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
     let mut ruleset = Ruleset::new(TABLE);
     let mut maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut out = Output::default();
+    // Keys of `service_ips4` and `service_ips6` whose off-cluster clients
+    // are masqueraded.
+    let mut masq_ips: [BTreeSet<String>; 2] = Default::default();
 
     // Slices by owning Service, so each Service looks only at its own.
     let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
@@ -115,15 +123,24 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
                     cluster: &cluster,
                     affinity: service.session_affinity,
                     external_policy: service.external_traffic_policy,
-                    masquerade_off_cluster: node
-                        .cluster_cidrs
-                        .iter()
-                        .any(|n| IpFamily::of(n.addr()) == f),
                 };
 
                 let internal = plan.internal(service.internal_traffic_policy, &mut out);
+                // Traffic from outside the cluster CIDRs (when known) to a
+                // cluster IP that picks among all endpoints is masqueraded
+                // (kube-proxy with `--cluster-cidr`): one set looked up in
+                // the hooked chains rather than a rule in every pick chain.
+                let masquerade = matches!(internal, Entry::Chain(_))
+                    && service.internal_traffic_policy == TrafficPolicy::Cluster
+                    && node
+                        .cluster_cidrs
+                        .iter()
+                        .any(|n| IpFamily::of(n.addr()) == f);
                 for ip in service.cluster_ips.iter().filter(of_family) {
                     let key = format!("{ip} . {proto} . {}", port.port);
+                    if masquerade {
+                        masq_ips[usize::from(f.is_v6())].insert(key.clone());
+                    }
                     add_entry(&mut maps, "service_ips", "no_endpoints", s, key, &internal);
                 }
 
@@ -198,6 +215,14 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
         ruleset
             .sets
             .insert(format!("cluster_cidrs{s}"), interval_set(addr, &cluster));
+        ruleset.sets.insert(
+            format!("masq_cluster_ips{s}"),
+            SetDef {
+                typ: format!("{addr} . inet_proto . inet_service"),
+                flags: Vec::new(),
+                elements: std::mem::take(&mut masq_ips[usize::from(family.is_v6())]),
+            },
+        );
         ruleset
             .sets
             .insert(format!("local_src{s}"), interval_set(addr, &local_src));
@@ -225,12 +250,14 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
                 elements: out
                     .hairpin
                     .iter()
-                    .filter(|ip| IpFamily::of(**ip) == family)
+                    .filter(|ip| IpFamily::of(**ip) == family && may_hairpin(node, **ip))
                     .map(|ip| format!("{ip} . {ip}"))
                     .collect(),
             },
         );
     }
+    let backends = std::mem::take(&mut out.backends).finish(&mut out.chains);
+    ruleset.maps.extend(backends);
     ruleset.sets.extend(out.sets);
     ruleset.chains.extend(out.chains);
     ruleset.chains.insert(
@@ -246,6 +273,23 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
     );
     ruleset.base_chains = base_chains();
     ruleset
+}
+
+/// Whether an endpoint at `ip` can be the client of its own connection on
+/// this node, so that the hairpin set needs it: a pod of this node (its
+/// address comes from the node's pod CIDRs) or the node itself. Without a
+/// pod CIDR of the family every endpoint counts, as no address can be ruled
+/// out. Keeping remote endpoints out keeps the set at the node's own pods
+/// rather than every endpoint of the cluster (100,000 concatenated
+/// elements, a third of the load time, at 10,000 Services × 10).
+fn may_hairpin(node: &ProxyNode, ip: IpAddr) -> bool {
+    let family = IpFamily::of(ip);
+    let mut own = node
+        .pod_cidrs
+        .iter()
+        .filter(|n| IpFamily::of(n.addr()) == family)
+        .peekable();
+    own.peek().is_none() || own.any(|n| n.contains(&ip)) || node.node_ips.contains(&ip)
 }
 
 /// Adds `key` to the family's `map` (traffic goes to a chain) or to its
@@ -278,6 +322,9 @@ fn base_chains() -> BTreeMap<String, BaseChain> {
         let (kw, s) = (family.keyword(), family.suffix());
         let service = format!("{kw} daddr . meta l4proto . th dport");
         let node_port = format!("{kw} daddr @node_ips{s} meta l4proto . th dport");
+        lookups.push(format!(
+            "{kw} saddr != @cluster_cidrs{s} {service} @masq_cluster_ips{s} jump {MARK_CHAIN}"
+        ));
         lookups.push(format!("{service} vmap @service_ips{s}"));
         lookups.push(format!("{node_port} vmap @service_nodeports{s}"));
         rejects.push(format!("ct state new {service} vmap @no_endpoints{s}"));

@@ -5,9 +5,7 @@
 //! weft_testkit, removed on drop, also when a test fails.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use weft_model::{EndpointSlice, Service};
@@ -218,24 +216,5 @@ fn sysctl(ns: &NetNs, setting: &str) {
 
 /// Runs `nft -f -` with `script` inside `ns`.
 fn nft(ns: &NetNs, script: &str) {
-    let mut child = ns
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft -f failed: {}\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::nft(ns, &["-f", "-"], script);
 }
