@@ -20,6 +20,8 @@ const LIST_PAGE: u32 = 500;
 
 /// A client from `kubeconfig` when given, else from the standard inference:
 /// `$KUBECONFIG`, `~/.kube/config`, then the in-cluster ServiceAccount.
+/// Its connections fail within seconds once they go silent (see
+/// `transport`), so watches over them resume instead of hanging.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
     let config_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Config {
         path: kubeconfig.map(Path::to_owned),
@@ -34,7 +36,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
         }
         None => Config::infer().await.map_err(|e| config_error(e.into()))?,
     };
-    Client::try_from(config).map_err(|e| config_error(e.into()))
+    crate::transport::client(config).map_err(|e| config_error(e.into()))
 }
 
 /// LISTs the six watched kinds cluster-wide with consistent reads (no

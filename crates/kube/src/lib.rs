@@ -12,6 +12,7 @@ mod digest;
 mod error;
 mod mirror;
 mod snapshot;
+mod transport;
 mod trim;
 
 pub use client::{client, cluster_digest};

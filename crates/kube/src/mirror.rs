@@ -39,7 +39,9 @@ pub const FIELD_MANAGER: &str = "weftd";
 ///
 /// The watchers list and then watch each kind cluster-wide, re-listing
 /// after `410 Gone` and retrying with the watcher's default backoff when the
-/// API server is unreachable; meanwhile the stores keep their last content.
+/// API server is unreachable or a connection dies (noticed within seconds
+/// even when it dies silently, see [`crate::client`]); meanwhile the stores
+/// keep their last content.
 /// Dropping the mirror stops the watchers.
 pub struct Mirror {
     runtime: tokio::runtime::Runtime,
@@ -267,18 +269,19 @@ where
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
         while let Some(event) = stream.next().await {
+            // After an error the watcher resumes from its last
+            // resourceVersion (no new list) when the API server still has
+            // it: any event after a failure means the watch is back.
+            if failing && event.is_ok() {
+                info!(kind = name, "watch restored");
+                failing = false;
+            }
             match event {
                 Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
                     changes.changed(kind, false)
                 }
                 // The reflector swaps a re-list into its store at once.
-                Ok(watcher::Event::InitDone) => {
-                    if failing {
-                        info!(kind = name, "watch restored");
-                        failing = false;
-                    }
-                    changes.changed(kind, true)
-                }
+                Ok(watcher::Event::InitDone) => changes.changed(kind, true),
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Err(e) => {
                     // The backoff decides when to retry; the store keeps
