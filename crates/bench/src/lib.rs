@@ -8,6 +8,7 @@
 
 pub mod cni;
 pub mod iperf;
+pub mod kube_converge;
 pub mod lab_up;
 pub mod labs;
 pub mod machine;

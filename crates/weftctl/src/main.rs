@@ -154,6 +154,36 @@ enum Bench {
         #[arg(long, default_value_t = 2000)]
         connections: usize,
     },
+    /// Convergence through a real kube-apiserver (Pod status update or
+    /// NetworkPolicy creation to the rule on another node) and weftd's
+    /// memory with 5,000 Pods and 1,000 policies stored, against the file
+    /// datastore.
+    KubeConverge {
+        /// Events of each kind per datastore.
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+        /// Pods stored for the memory phase.
+        #[arg(long, default_value_t = 5000)]
+        pods: usize,
+        /// NetworkPolicies stored for the memory phase.
+        #[arg(long, default_value_t = 1000)]
+        policies: usize,
+        /// Node objects the stored pods are spread over.
+        #[arg(long, default_value_t = 50)]
+        load_nodes: usize,
+        /// Writes in flight while loading the API server.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// weftd's backend.
+        #[arg(long, default_value = "host-gw", value_parser = ["vxlan", "host-gw", "auto"])]
+        backend: String,
+        /// The datastores to measure, in order.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "file,kube")]
+        datastores: Vec<weft_lab::cluster::Datastore>,
+        /// The control plane's binaries (default: $WEFT_KUBE_BIN).
+        #[arg(long)]
+        kube_bin_dir: Option<PathBuf>,
+    },
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -251,6 +281,29 @@ fn run_bench(bench: Bench) -> Result<serde_json::Value> {
                 ..Default::default()
             };
             weft_bench::services::run(&opts)
+        }
+        Bench::KubeConverge {
+            events,
+            pods,
+            policies,
+            load_nodes,
+            in_flight,
+            backend,
+            datastores,
+            kube_bin_dir,
+        } => {
+            let opts = weft_bench::kube_converge::KubeConvergeOpts {
+                events,
+                pods,
+                policies,
+                load_nodes,
+                in_flight,
+                backend,
+                datastores,
+                kube_bin_dir,
+                ..Default::default()
+            };
+            weft_bench::kube_converge::run(&opts)
         }
     }
 }
