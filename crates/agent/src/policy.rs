@@ -1,5 +1,7 @@
 //! NetworkPolicy on this node: find the attached pods, compile the node's
-//! policy table (`weft_policy::compile`) and bring the kernel's table
+//! policy table ([`weft_policy::Compiler`], which reuses the previous
+//! pass's peer sets while pods and namespaces are unchanged, so a policy
+//! change does not rebuild them) and bring the kernel's table
 //! `inet weft-policy` to it, as a delta whenever possible.
 //!
 //! Attached pods are found from the kernel, not from the model alone: the
@@ -19,7 +21,7 @@ use tracing::{info, instrument};
 use weft_model::{Node, Pod, PodPhase};
 use weft_netlink::{Family, RTPROT_BOOT, Route};
 use weft_policy::nft::{Ruleset, Stats, TABLE};
-use weft_policy::{HOST_IF_PATTERN, LocalPod, NodeInputs, PolicyView, compile};
+use weft_policy::{Compiler, HOST_IF_PATTERN, LocalPod, NodeInputs, PolicyView};
 
 use crate::error::Result;
 use crate::kernel::{Kernel, LinkState};
@@ -42,11 +44,13 @@ pub struct PolicyReport {
     pub stats: Stats,
 }
 
-/// What this agent last loaded into the policy table. Kept across passes so
-/// that a change is applied as a delta against it.
+/// What this agent last loaded into the policy table, and the compiler
+/// that produced it. Kept across passes so that a change is compiled from
+/// what it touches and applied as a delta.
 #[derive(Debug, Default)]
 pub struct PolicyState {
     table: StampedTable,
+    compiler: Compiler,
 }
 
 impl PolicyState {
@@ -85,7 +89,7 @@ pub fn reconcile_policy(
         pod_cidrs: node.pod_cidrs.clone(),
         pods: local_pods(&view.pods, &node.name, &links, &routes),
     };
-    let ruleset = compile(view, &inputs);
+    let ruleset = state.compiler.compile(view, &inputs);
     let stats = ruleset.stats();
     let action = state.apply(kernel, ruleset)?;
     let report = PolicyReport {

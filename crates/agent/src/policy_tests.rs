@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use weft_model::NetworkPolicy;
 use weft_netlink::{RTPROT_BOOT, Route};
 use weft_policy::PolicyView;
@@ -227,7 +225,7 @@ fn reconcile_policy_isolates_a_local_pod_under_deny_all() {
     let view = PolicyView {
         namespaces: vec![weft_model::Namespace {
             name: "default".into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
         }],
         pods: vec![pod("a", "n1", &["10.244.1.5"])],
         policies: vec![deny],

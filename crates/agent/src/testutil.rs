@@ -32,7 +32,7 @@ pub fn pod(name: &str, node: &str, ips: &[&str]) -> Pod {
     Pod {
         namespace: "default".into(),
         name: name.into(),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         node_name: Some(node.into()),
         ips: ips.iter().map(|a| a.parse().unwrap()).collect(),
         ports: Vec::new(),

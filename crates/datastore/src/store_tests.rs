@@ -319,7 +319,7 @@ fn snapshot_converts_and_reports_rejected_objects() {
     assert_eq!(snap.revision, 2);
     assert_eq!(snap.nodes.len(), 1);
     assert_eq!(snap.nodes[0].pod_cidrs[0].to_string(), "10.244.1.0/24");
-    assert_eq!(snap.namespaces[0].labels["team"], "a");
+    assert_eq!(&snap.namespaces[0].labels["team"], "a");
     assert_eq!(snap.pods.len(), 1);
     let web = &snap.pods[0];
     assert_eq!((web.namespace.as_str(), web.name.as_str()), ("shop", "web"));

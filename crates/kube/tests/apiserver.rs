@@ -202,7 +202,7 @@ fn scenario(server: &mut ApiServer, kubeconfig: &std::path::Path) -> Result<()> 
         s.snapshot
             .pods
             .iter()
-            .any(|p| p.labels.get("rev").map(String::as_str) == Some("2"))
+            .any(|p| p.labels.get("rev") == Some("2"))
     })?;
 
     // Delete.

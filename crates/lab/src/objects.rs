@@ -261,6 +261,6 @@ mod tests {
         let Object::Namespace(ns) = &objects[2] else {
             panic!("{objects:?}")
         };
-        assert_eq!(ns.labels[NAMESPACE_NAME_LABEL], "x");
+        assert_eq!(&ns.labels[NAMESPACE_NAME_LABEL], "x");
     }
 }

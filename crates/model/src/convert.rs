@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::error::Error;
+use crate::labels::Labels;
 use crate::objects::{ContainerPort, Namespace, Node, Pod, PodPhase, Protocol};
 use crate::selector::exact;
 
@@ -85,7 +86,7 @@ impl TryFrom<&core::Namespace> for Namespace {
     fn try_from(ns: &core::Namespace) -> Result<Self, Error> {
         Ok(Self {
             name: name_of(&ns.metadata, "Namespace")?,
-            labels: map_of(&ns.metadata.labels),
+            labels: labels_of(&ns.metadata.labels),
         })
     }
 }
@@ -159,7 +160,7 @@ impl TryFrom<&core::Pod> for Pod {
         Ok(Self {
             namespace,
             name,
-            labels: map_of(&pod.metadata.labels),
+            labels: labels_of(&pod.metadata.labels),
             node_name: spec.and_then(|s| s.node_name.clone()),
             ips,
             ports: exact(ports),
@@ -227,6 +228,12 @@ pub(crate) fn decode_raw<T: serde::de::DeserializeOwned>(
 
 fn map_of(map: &Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
     map.clone().unwrap_or_default()
+}
+
+/// Labels of a namespace or pod, interned ([`Labels`]): the agent keeps
+/// one per object of the cluster.
+fn labels_of(map: &Option<BTreeMap<String, String>>) -> Labels {
+    map.iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod labels;
 pub mod manifest;
 pub mod objects;
 pub mod policy;
@@ -16,6 +17,7 @@ pub mod service;
 mod service_convert;
 
 pub use error::{Error, SelectorError};
+pub use labels::{Labels, Str, intern};
 pub use manifest::{Object, parse_manifests};
 pub use objects::{ContainerPort, Namespace, Node, Pod, PodPhase, Protocol};
 pub use policy::{

@@ -22,7 +22,7 @@ fn multi_document_yaml() {
     let Object::Namespace(ns) = &objects[1] else {
         panic!("{:?}", objects[1])
     };
-    assert_eq!(ns.labels["team"], "payments");
+    assert_eq!(&ns.labels["team"], "payments");
     let Object::Pod(pod) = &objects[2] else {
         panic!("{:?}", objects[2])
     };

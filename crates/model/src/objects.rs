@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::labels::Labels;
+
 /// A cluster node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
@@ -27,7 +29,7 @@ pub struct Namespace {
     /// `metadata.name`.
     pub name: String,
     /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 /// A pod.
@@ -38,7 +40,7 @@ pub struct Pod {
     /// `metadata.name`.
     pub name: String,
     /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// `spec.nodeName`; `None` while unscheduled.
     pub node_name: Option<String>,
     /// `status.podIPs`, or `status.podIP` when only that is set.
@@ -55,7 +57,7 @@ pub struct Pod {
 }
 
 /// A port a container declares.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContainerPort {
     /// The port's name, which NetworkPolicy and Service may refer to.
     pub name: Option<String>,

@@ -97,12 +97,12 @@ fn full_policy_converts() {
     }))
     .unwrap();
     assert_eq!(p.key(), "x/p");
-    assert_eq!(p.pod_selector.match_labels["app"], "db");
+    assert_eq!(&p.pod_selector.match_labels["app"], "db");
     let rule = &p.ingress[0];
     assert_eq!(rule.peers.len(), 5);
     assert!(matches!(
         &rule.peers[0],
-        Peer::Selector { namespace_selector: None, pod_selector: Some(s) } if s.match_labels["role"] == "api"
+        Peer::Selector { namespace_selector: None, pod_selector: Some(s) } if &s.match_labels["role"] == "api"
     ));
     assert!(matches!(
         &rule.peers[1],

@@ -1,10 +1,11 @@
 //! Label selectors with exact Kubernetes semantics and validation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
 use crate::error::SelectorError;
+use crate::labels::{Labels, Str, intern};
 
 /// Longest name part of a label key, and longest label value.
 const MAX_NAME_LEN: usize = 63;
@@ -19,7 +20,7 @@ const MAX_PREFIX_LEN: usize = 253;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector {
     /// Every key must be present with exactly this value.
-    pub match_labels: BTreeMap<String, String>,
+    pub match_labels: Labels,
     /// Every requirement must hold.
     pub match_expressions: Vec<Requirement>,
 }
@@ -28,11 +29,12 @@ pub struct LabelSelector {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requirement {
     /// The label key.
-    pub key: String,
+    pub key: Str,
     /// How the key's value is tested.
     pub op: Operator,
-    /// The values for `In` / `NotIn`; empty for `Exists` / `DoesNotExist`.
-    pub values: BTreeSet<String>,
+    /// The values for `In` / `NotIn`, sorted and unique; empty for
+    /// `Exists` / `DoesNotExist`. Interned, like label values.
+    pub values: Box<[Str]>,
 }
 
 /// A `matchExpressions` operator.
@@ -52,12 +54,11 @@ impl LabelSelector {
     /// Converts and validates a Kubernetes selector, rejecting what the API
     /// server would reject.
     pub fn from_k8s(selector: &meta::LabelSelector) -> Result<Self, SelectorError> {
-        let mut match_labels = BTreeMap::new();
         for (key, value) in selector.match_labels.iter().flatten() {
             validate_label_key(key)?;
             validate_label_value(key, value)?;
-            match_labels.insert(key.clone(), value.clone());
         }
+        let match_labels = selector.match_labels.iter().flatten().collect();
         let match_expressions = selector
             .match_expressions
             .iter()
@@ -72,7 +73,7 @@ impl LabelSelector {
     }
 
     /// Whether the selector selects an object with these labels.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &Labels) -> bool {
         self.match_labels
             .iter()
             .all(|(key, value)| labels.get(key) == Some(value))
@@ -94,7 +95,7 @@ impl Requirement {
             key: key.clone(),
             operator: req.operator.clone(),
         })?;
-        let values: BTreeSet<String> = req.values.iter().flatten().cloned().collect();
+        let values: BTreeSet<&str> = req.values.iter().flatten().map(String::as_str).collect();
         match op {
             Operator::In | Operator::NotIn if values.is_empty() => {
                 return Err(SelectorError::MissingValues {
@@ -113,19 +114,35 @@ impl Requirement {
         for value in &values {
             validate_label_value(key, value)?;
         }
-        Ok(Self {
-            key: key.clone(),
+        Ok(Self::new(key, op, values))
+    }
+
+    /// A requirement as given, unvalidated (for callers that build
+    /// selectors themselves); `values` are sorted and deduplicated.
+    pub fn new<V: AsRef<str>>(
+        key: &str,
+        op: Operator,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        let values: BTreeSet<Str> = values.into_iter().map(|v| intern(v.as_ref())).collect();
+        Self {
+            key: intern(key),
             op,
-            values,
-        })
+            values: values.into_iter().collect(),
+        }
+    }
+
+    /// Whether `value` is one of [`Self::values`].
+    pub fn has_value(&self, value: &str) -> bool {
+        self.values.binary_search_by(|v| (**v).cmp(value)).is_ok()
     }
 
     /// Whether the requirement holds for these labels.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &Labels) -> bool {
         let value = labels.get(&self.key);
         match self.op {
-            Operator::In => value.is_some_and(|v| self.values.contains(v)),
-            Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Operator::In => value.is_some_and(|v| self.has_value(v)),
+            Operator::NotIn => value.is_none_or(|v| !self.has_value(v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
         }

@@ -1,5 +1,7 @@
 //! Selector semantics and validation, checked against Kubernetes behaviour.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -7,6 +9,11 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The labels of an object.
+fn set(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().copied().collect()
 }
 
 fn req(key: &str, op: &str, values: Option<&[&str]>) -> meta::LabelSelectorRequirement {
@@ -29,11 +36,11 @@ fn selector(
 
 #[test]
 fn semantics_table() {
-    let web = labels(&[("app", "web"), ("tier", "front")]);
-    let db = labels(&[("app", "db")]);
-    let none = labels(&[]);
+    let web = set(&[("app", "web"), ("tier", "front")]);
+    let db = set(&[("app", "db")]);
+    let none = set(&[]);
     // (selector, labels, expected)
-    let cases: Vec<(&str, LabelSelector, &BTreeMap<String, String>, bool)> = vec![
+    let cases: Vec<(&str, LabelSelector, &Labels, bool)> = vec![
         (
             "empty matches labels",
             selector(&[], vec![]).unwrap(),
@@ -171,8 +178,8 @@ fn semantics_table() {
 #[test]
 fn empty_value_matches_empty_label() {
     let sel = selector(&[("flag", "")], vec![]).unwrap();
-    assert!(sel.matches(&labels(&[("flag", "")])));
-    assert!(!sel.matches(&labels(&[])));
+    assert!(sel.matches(&set(&[("flag", "")])));
+    assert!(!sel.matches(&set(&[])));
 }
 
 #[test]

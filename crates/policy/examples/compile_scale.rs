@@ -6,14 +6,13 @@
 //!
 //! `cargo run --release -p weft-policy --example compile_scale [pods]`
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_model::{ContainerPort, Namespace, NetworkPolicy, Pod, PodPhase, Protocol};
+use weft_model::{ContainerPort, Labels, Namespace, NetworkPolicy, Pod, PodPhase, Protocol};
 use weft_policy::nft::{render_delta, render_full};
 use weft_policy::{LocalPod, NodeInputs, PolicyView, compile};
 use weft_testkit::{NetNs, privileged};
@@ -83,7 +82,7 @@ fn synthesize(pods: usize, policies: usize) -> PolicyView {
     let namespaces = (0..NAMESPACES)
         .map(|i| Namespace {
             name: format!("ns-{i}"),
-            labels: BTreeMap::from([("team".to_owned(), format!("team-{}", i % 10))]),
+            labels: Labels::from([("team".to_owned(), format!("team-{}", i % 10))]),
         })
         .collect();
     let pods = (0..pods)
@@ -96,7 +95,7 @@ fn synthesize(pods: usize, policies: usize) -> PolicyView {
             Pod {
                 namespace: format!("ns-{}", (n / NODES) % NAMESPACES),
                 name: format!("pod-{n}"),
-                labels: BTreeMap::from([
+                labels: Labels::from([
                     // Mixed with the namespace index so that a node's pods
                     // (every NODES-th) do not all share one app.
                     (

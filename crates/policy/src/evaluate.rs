@@ -40,9 +40,8 @@
 //!   opens a connection.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
-use weft_model::{Direction, LabelSelector, NetworkPolicy, Peer, Pod, PolicyPort};
+use weft_model::{Direction, LabelSelector, Labels, NetworkPolicy, Peer, Pod, PolicyPort};
 
 use crate::view::{Packet, Party, PolicyView};
 
@@ -224,7 +223,7 @@ pub(crate) fn selector_peer_matches<'a>(
     namespace_selector: Option<&LabelSelector>,
     pod_selector: Option<&LabelSelector>,
     pod: &Pod,
-    namespace_labels: impl FnOnce(&str) -> Cow<'a, BTreeMap<String, String>>,
+    namespace_labels: impl FnOnce(&str) -> Cow<'a, Labels>,
 ) -> bool {
     if pod.host_network {
         return false;

@@ -20,7 +20,7 @@ pub mod matrix;
 pub mod nft;
 mod view;
 
-pub use compile::{HOST_IF_PATTERN, LocalPod, NodeInputs, compile};
+pub use compile::{Compiler, HOST_IF_PATTERN, LocalPod, NodeInputs, compile};
 pub use evaluate::{DirectionVerdict, RuleRef, Verdict, evaluate};
 pub use matrix::{Mismatch, Reachability};
 pub use view::{Endpoint, IpFamily, NAMESPACE_NAME_LABEL, Packet, PolicyView};

@@ -1,11 +1,10 @@
 //! What the evaluator looks at: the cluster ([`PolicyView`]) and a packet.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use weft_model::{Namespace, NetworkPolicy, Node, Pod, PodPhase, Protocol};
+use weft_model::{Labels, Namespace, NetworkPolicy, Node, Pod, PodPhase, Protocol};
 
 /// The label the API server puts on every namespace, holding its name
 /// (immutable; `NamespaceDefaultLabelName`, GA since Kubernetes 1.22).
@@ -103,15 +102,13 @@ impl PolicyView {
 
     /// A namespace's labels, [`NAMESPACE_NAME_LABEL`] included even when
     /// the source of the model left it out.
-    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
-        let mut labels = self
-            .namespaces
+    pub fn namespace_labels(&self, namespace: &str) -> Labels {
+        self.namespaces
             .iter()
             .find(|n| n.name == namespace)
-            .map(|n| n.labels.clone())
-            .unwrap_or_default();
-        labels.insert(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned());
-        labels
+            .map(|n| &n.labels)
+            .unwrap_or(&Labels::new())
+            .with(NAMESPACE_NAME_LABEL, namespace)
     }
 
     /// Whether `addr` belongs to the node the pod runs on.
@@ -183,7 +180,7 @@ pub(crate) fn unknown_pod(namespace: &str, name: &str) -> Pod {
     Pod {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
-        labels: BTreeMap::new(),
+        labels: Labels::new(),
         node_name: None,
         ips: Vec::new(),
         ports: Vec::new(),

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::json;
 use support::*;
 use weft_policy::nft::{BASE_CHAIN, Ruleset, TABLE, render_delta, render_full};
-use weft_policy::{HOST_IF_PATTERN, LocalPod, NodeInputs, PolicyView, compile};
+use weft_policy::{Compiler, HOST_IF_PATTERN, LocalPod, NodeInputs, PolicyView, compile};
 
 fn local(key: &str, ips: &[&str], host_if: &str) -> LocalPod {
     let (namespace, name) = key.split_once('/').unwrap();
@@ -113,6 +113,58 @@ fn compile_is_deterministic() {
     let a = compile(&view, &node);
     node.pods.reverse();
     assert_eq!(a, compile(&view, &node));
+}
+
+/// A [`Compiler`] that reuses sets across compiles gives exactly what a
+/// fresh compile gives, through every kind of change: policies changed,
+/// added and removed, pod and namespace labels, pods coming and going.
+#[test]
+fn the_reusing_compiler_equals_a_fresh_compile_through_changes() {
+    let mut view = cluster(&prod_policies());
+    let mut node = node_all();
+    let mut compiler = Compiler::new();
+    let mut check = |view: &PolicyView, node: &NodeInputs, step: &str| {
+        let fresh = compile(view, node);
+        assert_eq!(compiler.compile(view, node), fresh, "{step}");
+        // Twice: the second compile reuses everything the first built.
+        assert_eq!(compiler.compile(view, node), fresh, "{step}, again");
+    };
+    check(&view, &node, "initial");
+
+    let (key, mut spec) = prod_policies().remove(2);
+    spec["egress"][1]["ports"][0] = json!({"port": "dns", "protocol": "UDP"});
+    view.policies[2] = policy(key, spec);
+    check(&view, &node, "policy changed (named port)");
+
+    view.policies.push(policy(
+        "prod/from-tier",
+        json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": "front"}}}]}]}),
+    ));
+    check(&view, &node, "policy with a new selector added");
+
+    view.pods[0].labels = labels(&[("app", "web"), ("tier", "back")]);
+    check(&view, &node, "pod labels changed");
+
+    view.namespaces[1].labels = labels(&[("team", "a")]);
+    check(&view, &node, "namespace labels changed");
+
+    view.pods.push(pod(
+        "dev/new",
+        &[("app", "db")],
+        "node-1",
+        &["10.2.0.2", "fd02::2"],
+        &[("http", 8081, TCP)],
+    ));
+    check(&view, &node, "remote pod added");
+    node.pods
+        .push(local("dev/new", &["10.2.0.2", "fd02::2"], "weft0000000new"));
+    check(&view, &node, "pod attached here");
+
+    view.pods.remove(1);
+    check(&view, &node, "pod removed from the model");
+
+    view.policies.remove(1);
+    check(&view, &node, "policy removed");
 }
 
 #[test]

@@ -9,10 +9,12 @@
 //!
 //! - full sync: compile + render the whole table + load it into an empty
 //!   namespace;
-//! - one policy change: recompile + [`render_delta`] + load the delta;
+//! - one policy change: recompile (with the [`Compiler`] of the full sync,
+//!   which reuses unchanged peer sets) + [`render_delta`] + load the delta;
 //! - one pod added on the node: the same;
 //! - memory: heap bytes the agent's state holds — the model of the whole
-//!   cluster plus the node's compiled ruleset — measured in-process with
+//!   cluster plus the node's compiled ruleset and the compiler's cache of
+//!   peer sets — measured in-process with
 //!   the allocator's own counters ([`heap`]), not by running `weftd`: the
 //!   lab's file datastore re-reads the whole file on every change, which at
 //!   50,000 pods would measure the datastore, not the policy state.
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use weft_policy::compile;
+use weft_policy::Compiler;
 use weft_policy::nft::{render_delta, render_full};
 use weft_testkit::NetNs;
 
@@ -87,13 +89,15 @@ pub fn run(opts: &PolicyBenchOpts) -> Result<Value> {
 }
 
 /// The heap the agent's state takes at `pods` pods: the model, then the
-/// node's ruleset next to it. Measured before any timed run, so that the
-/// allocator's free lists hold nothing of an earlier size's state.
+/// node's ruleset and the compiler's cache next to it. Measured before any
+/// timed run, so that the allocator's free lists hold nothing of an earlier
+/// size's state.
 fn memory(pods: usize) -> Result<Memory> {
     let base = heap::in_use();
     let mut cluster = synth::cluster(pods)?;
     let with_model = heap::in_use();
-    let ruleset = compile(&cluster.view, &cluster.node);
+    let mut compiler = Compiler::new();
+    let ruleset = compiler.compile(&cluster.view, &cluster.node);
     let with_ruleset = heap::in_use();
     let mut memory = Memory::from_counters(pods, base, with_model, with_ruleset, heap::peak_rss());
     // The policies' share of the model: what freeing them gives back.
@@ -103,7 +107,7 @@ fn memory(pods: usize) -> Result<Memory> {
     memory.policies_bytes = with_policies
         .zip(heap::in_use())
         .map(|(w, wo)| w.saturating_sub(wo));
-    drop((ruleset, cluster));
+    drop((ruleset, compiler, cluster));
     Ok(memory)
 }
 
@@ -113,8 +117,9 @@ fn one(pods: usize) -> Result<Run> {
     let local_pods = cluster.node.pods.len();
     let ns = NetNs::new("pol").context("create the benchmark's network namespace")?;
 
+    let mut compiler = Compiler::new();
     let started = Instant::now();
-    let ruleset = compile(&cluster.view, &cluster.node);
+    let ruleset = compiler.compile(&cluster.view, &cluster.node);
     let compile_time = started.elapsed();
     let started = Instant::now();
     let full = render_full(&ruleset);
@@ -123,9 +128,10 @@ fn one(pods: usize) -> Result<Run> {
     let stats = ruleset.stats();
 
     cluster.change_policy()?;
-    let (policy_change, ruleset) = change(&ns, &cluster, ruleset).context("policy change")?;
+    let (policy_change, ruleset) =
+        change(&ns, &cluster, &mut compiler, ruleset).context("policy change")?;
     cluster.add_local_pod();
-    let (pod_added, _) = change(&ns, &cluster, ruleset).context("pod added")?;
+    let (pod_added, _) = change(&ns, &cluster, &mut compiler, ruleset).context("pod added")?;
 
     Ok(Run {
         local_pods,
@@ -144,10 +150,11 @@ fn one(pods: usize) -> Result<Run> {
 fn change(
     ns: &NetNs,
     cluster: &synth::Synthesized,
+    compiler: &mut Compiler,
     old: weft_policy::nft::Ruleset,
 ) -> Result<(Change, weft_policy::nft::Ruleset)> {
     let started = Instant::now();
-    let new = compile(&cluster.view, &cluster.node);
+    let new = compiler.compile(&cluster.view, &cluster.node);
     let compile_time = started.elapsed();
     let started = Instant::now();
     let delta = render_delta(&old, &new)

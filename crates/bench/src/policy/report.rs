@@ -73,7 +73,8 @@ pub struct Memory {
     /// The policies' part of `model_bytes` (the rest is pods and
     /// namespaces); `None` until measured.
     pub policies_bytes: Option<u64>,
-    /// The node's compiled ruleset, kept to render deltas against.
+    /// The node's compiled ruleset, kept to render deltas against, and the
+    /// compiler's cache of its peer sets (`weft_policy::Compiler`).
     pub ruleset_bytes: Option<u64>,
     /// Both.
     pub total_bytes: Option<u64>,
@@ -178,8 +179,8 @@ pub fn report(runs: usize, sizes: Vec<Value>) -> Value {
             "model": "synthesized: N pods over N/100 nodes and N/100 namespaces, N policies in 5 shapes",
             "programmed": "one node's share (its ~100 pods), loaded with nft -f into a weft network namespace",
             "full_sync": "compile + render_full + nft -f into an empty namespace",
-            "change": "recompile + render_delta + nft -f of the delta",
-            "memory": "in-process heap (glibc mallinfo2) of the model plus the node's ruleset; weftd not run",
+            "change": "recompile (weft_policy::Compiler, reusing unchanged peer sets) + render_delta + nft -f of the delta",
+            "memory": "in-process heap (glibc mallinfo2) of the model plus the node's ruleset and compiler cache; weftd not run",
         },
         "sizes": sizes,
         "targets": {

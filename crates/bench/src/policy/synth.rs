@@ -8,13 +8,12 @@
 //! Everything is a pure function of `N`, so two runs (and two machines)
 //! measure the same model.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::{Value, json};
-use weft_model::{ContainerPort, Namespace, NetworkPolicy, Pod, PodPhase, Protocol};
+use weft_model::{ContainerPort, Labels, Namespace, NetworkPolicy, Pod, PodPhase, Protocol};
 use weft_policy::{LocalPod, NAMESPACE_NAME_LABEL, NodeInputs, PolicyView};
 
 /// Pods per node (and per namespace).
@@ -99,7 +98,7 @@ impl Synthesized {
 fn namespace(j: usize) -> Namespace {
     let name = format!("ns-{j}");
     Namespace {
-        labels: BTreeMap::from([
+        labels: Labels::from([
             (NAMESPACE_NAME_LABEL.to_owned(), name.clone()),
             ("team".to_owned(), format!("team-{}", j % 10)),
             (
@@ -120,7 +119,7 @@ fn pod(n: usize, nodes: usize) -> Pod {
     Pod {
         namespace: format!("ns-{}", i % nodes),
         name: format!("pod-{n}"),
-        labels: BTreeMap::from([
+        labels: Labels::from([
             // Mixed with `i` so that one node's pods do not share one app.
             ("app".to_owned(), format!("app-{}", (n * 7 + i) % APPS)),
             ("tier".to_owned(), format!("t{}", n % 5)),

@@ -13,11 +13,11 @@ pub fn selector(s: &LabelSelector) -> String {
     }
     let labels = s.match_labels.iter().map(|(k, v)| format!("{k}={v}"));
     let expressions = s.match_expressions.iter().map(|r| {
-        let values = || r.values.iter().cloned().collect::<Vec<_>>().join(",");
+        let values = || r.values.join(",");
         match r.op {
             Operator::In => format!("{} in ({})", r.key, values()),
             Operator::NotIn => format!("{} notin ({})", r.key, values()),
-            Operator::Exists => r.key.clone(),
+            Operator::Exists => r.key.to_string(),
             Operator::DoesNotExist => format!("!{}", r.key),
         }
     });
@@ -96,9 +96,7 @@ pub fn rule_match(policies: &[NetworkPolicy], r: &RuleRef) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
-
-    use weft_model::{IpBlock, PortMatch, Protocol, Requirement};
+    use weft_model::{IpBlock, Labels, PortMatch, Protocol, Requirement};
 
     use super::*;
 
@@ -106,18 +104,10 @@ mod tests {
     fn selectors_read_like_kubectl() {
         assert_eq!(selector(&LabelSelector::default()), "<all>");
         let s = LabelSelector {
-            match_labels: BTreeMap::from([("pod".into(), "a".into())]),
+            match_labels: Labels::from([("pod", "a")]),
             match_expressions: vec![
-                Requirement {
-                    key: "ns".into(),
-                    op: Operator::In,
-                    values: BTreeSet::from(["x".into(), "y".into()]),
-                },
-                Requirement {
-                    key: "k".into(),
-                    op: Operator::DoesNotExist,
-                    values: BTreeSet::new(),
-                },
+                Requirement::new("ns", Operator::In, ["x", "y"]),
+                Requirement::new("k", Operator::DoesNotExist, [""; 0]),
             ],
         };
         assert_eq!(selector(&s), "pod=a,ns in (x,y),!k");

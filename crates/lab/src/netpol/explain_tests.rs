@@ -1,7 +1,5 @@
-use std::collections::BTreeMap;
-
 use serde_json::json;
-use weft_model::{ContainerPort, NetworkPolicy, Pod, PodPhase};
+use weft_model::{ContainerPort, Labels, NetworkPolicy, Pod, PodPhase};
 
 use super::*;
 
@@ -9,7 +7,7 @@ fn pod(ns: &str, name: &str, node: &str, ips: &[&str]) -> Pod {
     Pod {
         namespace: ns.into(),
         name: name.into(),
-        labels: BTreeMap::from([("pod".into(), name.into())]),
+        labels: Labels::from([("pod", name)]),
         node_name: Some(node.into()),
         ips: ips.iter().map(|a| a.parse().unwrap()).collect(),
         ports: vec![ContainerPort {

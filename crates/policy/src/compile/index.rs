@@ -11,9 +11,9 @@
 //! requirement of its pod selector, only pods carrying one of those values.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use weft_model::{LabelSelector, NetworkPolicy, Operator};
+use weft_model::{LabelSelector, Labels, NetworkPolicy, Operator};
 
 use super::peers::{PeerPod, canonical};
 use crate::evaluate::selector_peer_matches;
@@ -39,7 +39,7 @@ pub(crate) struct PodIndex<'a> {
 /// One namespace that has peer pods.
 struct NamespacePods {
     /// Its labels, the name label included.
-    labels: BTreeMap<String, String>,
+    labels: Labels,
     /// Its pods, ascending.
     pods: Vec<usize>,
 }
@@ -47,10 +47,7 @@ struct NamespacePods {
 impl<'a> PodIndex<'a> {
     /// Indexes `pods`; `namespace_labels` gives a namespace's labels (the
     /// name label included) and is asked once per namespace.
-    pub fn new(
-        pods: &'a [PeerPod<'a>],
-        namespace_labels: impl Fn(&str) -> BTreeMap<String, String>,
-    ) -> Self {
+    pub fn new(pods: &'a [PeerPod<'a>], namespace_labels: impl Fn(&str) -> Labels) -> Self {
         let mut namespaces: Vec<NamespacePods> = Vec::new();
         let mut namespace_ids: HashMap<&'a str, usize> = HashMap::new();
         let mut pod_namespace = Vec::with_capacity(pods.len());
@@ -164,18 +161,13 @@ impl<'a> PodIndex<'a> {
         let terms: Vec<(&str, Vec<&str>)> = selector
             .match_labels
             .iter()
-            .map(|(k, v)| (k.as_str(), vec![v.as_str()]))
+            .map(|(k, v)| (k, vec![v]))
             .chain(
                 selector
                     .match_expressions
                     .iter()
                     .filter(|r| r.op == Operator::In)
-                    .map(|r| {
-                        (
-                            r.key.as_str(),
-                            r.values.iter().map(String::as_str).collect(),
-                        )
-                    }),
+                    .map(|r| (&*r.key, r.values.iter().map(|v| &**v).collect())),
             )
             .collect();
         for (key, _) in &terms {
@@ -212,7 +204,7 @@ impl<'a> PodIndex<'a> {
         let mut by_value: HashMap<&'a str, Vec<usize>> = HashMap::new();
         for (i, peer) in self.pods.iter().enumerate() {
             if let Some(value) = peer.pod.labels.get(key) {
-                by_value.entry(value.as_str()).or_default().push(i);
+                by_value.entry(value).or_default().push(i);
             }
         }
         self.labels.insert(key.to_owned(), by_value);
@@ -249,7 +241,7 @@ impl<'v> NamespacePolicies<'v> {
 
     /// The policies whose pod selector matches `labels`, in the order they
     /// were added.
-    pub fn selecting(&mut self, labels: &BTreeMap<String, String>) -> Vec<&'v NetworkPolicy> {
+    pub fn selecting(&mut self, labels: &Labels) -> Vec<&'v NetworkPolicy> {
         let policies = &self.policies;
         if !std::mem::replace(&mut self.queried, true) {
             return policies
@@ -263,7 +255,7 @@ impl<'v> NamespacePolicies<'v> {
             .get_or_insert_with(|| PolicyLabels::new(policies));
         let mut candidates = index.unindexed.clone();
         for (k, v) in labels {
-            if let Some(list) = index.by_label.get(&(k.as_str(), v.as_str())) {
+            if let Some(list) = index.by_label.get(&(k, v)) {
                 candidates.extend_from_slice(list);
             }
         }
@@ -285,11 +277,7 @@ impl<'v> PolicyLabels<'v> {
         };
         for (i, policy) in policies.iter().enumerate() {
             match policy.pod_selector.match_labels.iter().next() {
-                Some((k, v)) => index
-                    .by_label
-                    .entry((k.as_str(), v.as_str()))
-                    .or_default()
-                    .push(i),
+                Some((k, v)) => index.by_label.entry((k, v)).or_default().push(i),
                 None => index.unindexed.push(i),
             }
         }

@@ -3,24 +3,21 @@
 //! and on both paths of each index.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::json;
-use weft_model::{LabelSelector, NetworkPolicy, Operator, Pod, Requirement};
+use weft_model::{LabelSelector, Labels, NetworkPolicy, Operator, Pod, Requirement};
 
 use super::{NamespacePolicies, PodIndex};
 use crate::compile::peers::PeerPod;
 use crate::evaluate::selector_peer_matches;
 use crate::view::unknown_pod;
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().copied().collect()
 }
 
-fn namespace_labels(ns: &str) -> BTreeMap<String, String> {
+fn namespace_labels(ns: &str) -> Labels {
     let team = if ns.ends_with('0') || ns.ends_with('2') {
         "a"
     } else {
@@ -51,11 +48,7 @@ fn pods() -> Vec<Pod> {
 }
 
 fn requirement(key: &str, op: Operator, values: &[&str]) -> Requirement {
-    Requirement {
-        key: key.to_owned(),
-        op,
-        values: values.iter().map(|v| (*v).to_owned()).collect(),
-    }
+    Requirement::new(key, op, values)
 }
 
 fn selector(pairs: &[(&str, &str)], expressions: Vec<Requirement>) -> LabelSelector {

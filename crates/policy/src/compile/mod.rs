@@ -34,6 +34,7 @@
 //! API anyway; egress policies do not cover a pod's traffic to its own node
 //! (a known gap of this table, like peers that enforce in forward only).
 
+mod cache;
 mod chains;
 mod index;
 mod interval;
@@ -49,6 +50,7 @@ use weft_nft::NftFamily;
 
 use crate::nft::{BASE_CHAIN, BASE_CHAIN_HOOK, BaseChain, MapDef, Ruleset, SetDef, TABLE};
 use crate::view::{IpFamily, PolicyView, unknown_pod};
+pub use cache::Compiler;
 use chains::pod_chain;
 use index::NamespacePolicies;
 use peers::{PeerPod, Peers};
@@ -85,8 +87,21 @@ pub struct LocalPod {
 }
 
 /// Compiles the policy table for one node: `view` is the cluster (every
-/// pod, for peer sets), `node` its own pod CIDRs and attached pods.
+/// pod, for peer sets), `node` its own pod CIDRs and attached pods. To
+/// compile the same node again and again, [`Compiler`] gives the same
+/// result for less.
 pub fn compile(view: &PolicyView, node: &NodeInputs) -> Ruleset {
+    compile_with(view, node, |_, _| HashMap::new())
+}
+
+/// [`compile`], with peer sets taken from `reuse` where it has them by
+/// name: it is asked once, with the families and peer pods the sets are
+/// built from, and must give only sets that those inputs would produce.
+fn compile_with(
+    view: &PolicyView,
+    node: &NodeInputs,
+    reuse: impl FnOnce(&[IpFamily], &[PeerPod<'_>]) -> HashMap<String, SetDef>,
+) -> Ruleset {
     let local: Vec<&LocalPod> = node
         .pods
         .iter()
@@ -135,7 +150,13 @@ pub fn compile(view: &PolicyView, node: &NodeInputs) -> Ruleset {
             .filter(|p| is_peer(p))
             .map(|pod| peer_pod(pod, local_pod(pod))),
     );
-    let mut peers = Peers::new(&families, &peer_pods, |ns| view.namespace_labels(ns));
+    let reusable = reuse(&families, &peer_pods);
+    let mut peers = Peers::new(
+        &families,
+        &peer_pods,
+        Box::new(|ns| view.namespace_labels(ns)),
+        reusable,
+    );
 
     // Only a pod's own namespace's policies can select it, so only the
     // local pods' namespaces' policies matter: the others, and their peers,

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use weft_model::{IpBlock, LabelSelector, Pod, Protocol};
+use weft_model::{IpBlock, LabelSelector, Labels, Pod, Protocol};
 
 use super::index::PodIndex;
 use super::interval::block_elements;
@@ -32,11 +32,20 @@ pub(crate) struct PeerPod<'a> {
     pub ips: Cow<'a, [IpAddr]>,
 }
 
+/// A namespace's labels, the name label included.
+pub(crate) type NamespaceLabels<'a> = Box<dyn Fn(&str) -> Labels + 'a>;
+
 /// Builds the shared sets as rules ask for them, each set computed once.
 pub(crate) struct Peers<'a> {
     families: &'a [IpFamily],
     pods: &'a [PeerPod<'a>],
-    index: PodIndex<'a>,
+    namespace_labels: NamespaceLabels<'a>,
+    /// Built when a selector set is first computed rather than reused:
+    /// indexing every pod is most of the cost of a set.
+    index: Option<PodIndex<'a>>,
+    /// Sets of an earlier compile with the same peer inputs
+    /// ([`super::Compiler`]), taken by name instead of being computed.
+    reusable: HashMap<String, SetDef>,
     /// Selector peers' sets by the addresses of the policy namespace and
     /// selectors they were asked for ([`Peers::selector`]).
     by_site: HashMap<[usize; 3], Vec<(IpFamily, String)>>,
@@ -46,19 +55,42 @@ pub(crate) struct Peers<'a> {
 
 impl<'a> Peers<'a> {
     /// Peers among `pods`, with sets for `families`; `namespace_labels`
-    /// gives a namespace's labels (the name label included).
+    /// gives a namespace's labels (the name label included); `reusable`
+    /// holds sets computed from these same pods and namespaces before.
     pub fn new(
         families: &'a [IpFamily],
         pods: &'a [PeerPod<'a>],
-        namespace_labels: impl Fn(&str) -> BTreeMap<String, String>,
+        namespace_labels: NamespaceLabels<'a>,
+        reusable: HashMap<String, SetDef>,
     ) -> Self {
         Self {
             families,
             pods,
-            index: PodIndex::new(pods, namespace_labels),
+            namespace_labels,
+            index: None,
+            reusable,
             by_site: HashMap::new(),
             sets: BTreeMap::new(),
         }
+    }
+
+    /// Moves the sets of every family of `base` over from
+    /// [`Self::reusable`]; false (and nothing moved) unless all are there.
+    fn reuse(&mut self, base: &str) -> bool {
+        let names: Vec<String> = self
+            .families
+            .iter()
+            .map(|f| self.name(base, Some(f)))
+            .collect();
+        if !names.iter().all(|n| self.reusable.contains_key(n)) {
+            return false;
+        }
+        for name in names {
+            if let Some(set) = self.reusable.remove(&name) {
+                self.sets.insert(name, set);
+            }
+        }
+        true
     }
 
     /// The sets (one per family) of the pods a selector peer of a policy in
@@ -100,9 +132,12 @@ impl<'a> Peers<'a> {
         if !self
             .sets
             .contains_key(&self.name(&base, self.families.first()))
+            && !self.reuse(&base)
         {
+            let (pods, namespace_labels) = (self.pods, &self.namespace_labels);
             let members: Vec<&PeerPod<'_>> = self
                 .index
+                .get_or_insert_with(|| PodIndex::new(pods, namespace_labels))
                 .selector_members(policy_namespace, namespace_selector, pod_selector)
                 .into_iter()
                 .map(|i| &self.pods[i])
@@ -163,6 +198,7 @@ impl<'a> Peers<'a> {
         if !self
             .sets
             .contains_key(&self.name(&base, self.families.first()))
+            && !self.reuse(&base)
         {
             for family in self.families {
                 let proto = protocol_name(protocol);
@@ -243,7 +279,7 @@ pub(super) fn canonical(selector: &LabelSelector) -> String {
         .match_expressions
         .iter()
         .map(|r| {
-            let values: Vec<&str> = r.values.iter().map(String::as_str).collect();
+            let values: Vec<&str> = r.values.iter().map(|v| &**v).collect();
             format!("{} {} ({})", r.key, r.op.as_str(), values.join(","))
         })
         .collect();

@@ -9,18 +9,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::{Value, json};
-use weft_model::{ContainerPort, Namespace, NetworkPolicy, Node, Pod, PodPhase, Protocol};
+use weft_model::{ContainerPort, Labels, Namespace, NetworkPolicy, Node, Pod, PodPhase, Protocol};
 use weft_policy::{Endpoint, IpFamily, PolicyView, Reachability};
 
 pub const TCP: Protocol = Protocol::Tcp;
 pub const UDP: Protocol = Protocol::Udp;
 pub const SCTP: Protocol = Protocol::Sctp;
 
-pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().copied().collect()
 }
 
 pub fn ip(text: &str) -> IpAddr {
