@@ -13,7 +13,7 @@ use weft_model::Protocol;
 
 use crate::agents;
 use crate::cluster::{self, Datastore, UpOpts};
-use crate::control_plane;
+use crate::control_plane::{self, Component};
 use crate::kubelet::{self, PodSpec};
 use crate::layout::Layout;
 use crate::model::ModelKind;
@@ -76,6 +76,9 @@ pub enum LabCmd {
     /// Manage the nodes' agents (weftd).
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Operate the control plane of a `--datastore kube` lab.
+    #[command(subcommand)]
+    ControlPlane(ControlPlaneCmd),
     /// Run the control plane's kubectl (inside its namespace, as the
     /// cluster admin) on a `--datastore kube` lab; exits with its code.
     Kubectl {
@@ -205,6 +208,25 @@ pub enum AgentCmd {
         /// How long the new agent gets to become ready.
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
+    },
+}
+
+/// `lab control-plane …`.
+#[derive(Debug, Subcommand)]
+pub enum ControlPlaneCmd {
+    /// Stop one process of the control plane, leave it down for a while,
+    /// start it exactly as `lab up` did and wait until it serves; the
+    /// agents keep their kernel state meanwhile and reconnect.
+    Restart {
+        /// Which process.
+        #[arg(value_enum)]
+        component: Component,
+        /// SIGKILL instead of SIGTERM: a crash.
+        #[arg(long)]
+        kill: bool,
+        /// How long it stays down, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        down_ms: u64,
     },
 }
 
@@ -394,6 +416,17 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
                 r.started.pid,
                 r.ready_after.as_millis(),
                 r.log.display()
+            );
+        }
+        LabCmd::ControlPlane(ControlPlaneCmd::Restart {
+            component,
+            kill,
+            down_ms,
+        }) => {
+            let down = Duration::from_millis(down_ms);
+            out!(
+                "{}",
+                control_plane::restart(&layout, component, kill, down)?
             );
         }
         LabCmd::Kubectl { args } => {

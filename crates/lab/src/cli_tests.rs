@@ -87,6 +87,45 @@ fn datastore_and_kubectl_parse() {
 }
 
 #[test]
+fn control_plane_restart_parses() {
+    let cli =
+        Cli::try_parse_from(["lab", "control-plane", "restart", "apiserver", "--kill"]).unwrap();
+    let LabCmd::ControlPlane(ControlPlaneCmd::Restart {
+        component,
+        kill,
+        down_ms,
+    }) = cli.lab.cmd
+    else {
+        panic!()
+    };
+    assert!(component == Component::ApiServer && kill && down_ms == 0);
+    let args = [
+        "lab",
+        "control-plane",
+        "restart",
+        "etcd",
+        "--down-ms",
+        "8000",
+    ];
+    let LabCmd::ControlPlane(ControlPlaneCmd::Restart {
+        component,
+        kill,
+        down_ms,
+    }) = Cli::try_parse_from(args).unwrap().lab.cmd
+    else {
+        panic!()
+    };
+    assert!(component == Component::Etcd && !kill && down_ms == 8000);
+    let args = ["lab", "control-plane", "restart", "controller-manager"];
+    assert!(Cli::try_parse_from(args).is_ok());
+    for bad in ["kube-apiserver", "scheduler"] {
+        let args = ["lab", "control-plane", "restart", bad];
+        assert!(Cli::try_parse_from(args).is_err(), "{bad}");
+    }
+    assert!(Cli::try_parse_from(["lab", "control-plane", "restart"]).is_err());
+}
+
+#[test]
 fn pod_keys_need_a_namespace() {
     assert_eq!(split_pod("x/a").unwrap(), ("x".into(), "a".into()));
     for bad in ["a", "/a", "x/", "x/a/b"] {

@@ -17,6 +17,7 @@
 //! its RBAC is enough.
 
 mod flags;
+mod restart;
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 pub use flags::{API_PORT, CONTROLLERS, SA_ISSUER, apiserver_sans, service_cidrs};
+pub use restart::{Restarted, restart};
 
 use crate::certs::Pki;
 use crate::error::{LabError, Result};
@@ -69,20 +71,45 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long one readiness request may take.
 const PROBE_TIMEOUT: &str = "--request-timeout=5s";
 
-/// The control plane's processes, in start order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Component {
+/// One process of the control plane (in start order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    /// etcd, the API server's storage.
     Etcd,
+    /// kube-apiserver.
+    #[value(name = "apiserver")]
     ApiServer,
+    /// kube-controller-manager.
     ControllerManager,
 }
 
 impl Component {
-    fn binary(self) -> &'static str {
+    /// The program's name in the binaries' directory (also its log's).
+    pub fn binary(self) -> &'static str {
         match self {
             Component::Etcd => "etcd",
             Component::ApiServer => "kube-apiserver",
             Component::ControllerManager => "kube-controller-manager",
+        }
+    }
+
+    /// Its command line: a pure function of the lab's paths and address
+    /// families, so `up` and every restart run it identically.
+    fn args(self, paths: &ControlPlanePaths, families: &[u8]) -> Vec<String> {
+        let pki = Pki::new(paths.pki.clone());
+        match self {
+            Component::Etcd => flags::etcd(paths),
+            Component::ApiServer => flags::apiserver(paths, &pki, families),
+            Component::ControllerManager => flags::controller_manager(paths, &pki, families),
+        }
+    }
+
+    /// Its process as recorded in `cp`.
+    fn recorded(self, cp: &ControlPlaneRecord) -> Option<ProcRecord> {
+        match self {
+            Component::Etcd => cp.etcd,
+            Component::ApiServer => cp.apiserver,
+            Component::ControllerManager => cp.controller_manager,
         }
     }
 
@@ -183,29 +210,14 @@ pub(crate) fn start(layout: &Layout, state: &mut LabState, kube_bin_dir: &Path) 
         write_kubeconfig(path, &pki, user, credentials)?;
     }
 
-    let families = state.families.clone();
     let deadline = Instant::now() + READY_TIMEOUT;
-    let mut started = vec![spawn(layout, state, Component::Etcd, flags::etcd(&paths))?];
-    started.push(spawn(
-        layout,
-        state,
-        Component::ApiServer,
-        flags::apiserver(&paths, &pki, &families),
-    )?);
-    wait_for(&mut started, deadline, "kube-apiserver /readyz", || {
-        answer(kubectl(
-            layout,
-            state,
-            &[PROBE_TIMEOUT, "get", "--raw", "/readyz"],
-            None,
-        )?)
+    let mut started = vec![spawn(layout, state, Component::Etcd)?];
+    started.push(spawn(layout, state, Component::ApiServer)?);
+    let op = "start the control plane";
+    wait_for(&mut started, deadline, op, "kube-apiserver /readyz", || {
+        ready(layout, state, Component::ApiServer)
     })?;
-    started.push(spawn(
-        layout,
-        state,
-        Component::ControllerManager,
-        flags::controller_manager(&paths, &pki, &families),
-    )?);
+    started.push(spawn(layout, state, Component::ControllerManager)?);
     let applied = kubectl(
         layout,
         state,
@@ -216,28 +228,32 @@ pub(crate) fn start(layout: &Layout, state: &mut LabState, kube_bin_dir: &Path) 
     // The ServiceAccount controller gives every namespace its `default`
     // ServiceAccount, without which no Pod is admitted: the controller
     // manager is working once `default/default` exists.
-    wait_for(&mut started, deadline, "the default ServiceAccount", || {
-        let args = [
-            PROBE_TIMEOUT,
-            "get",
-            "serviceaccount",
-            "default",
-            "-o",
-            "name",
-        ];
-        answer(kubectl(layout, state, &args, None)?)
-    })
+    wait_for(
+        &mut started,
+        deadline,
+        op,
+        "the default ServiceAccount",
+        || {
+            let args = [
+                PROBE_TIMEOUT,
+                "get",
+                "serviceaccount",
+                "default",
+                "-o",
+                "name",
+            ];
+            answer(kubectl(layout, state, &args, None)?)
+        },
+    )
 }
 
-/// Starts `component` in the control plane's namespace and records it.
-fn spawn(
-    layout: &Layout,
-    state: &mut LabState,
-    component: Component,
-    args: Vec<String>,
-) -> Result<Started> {
+/// Starts `component` with its arguments ([`Component::args`]) in the
+/// control plane's namespace and records it (saved before returning).
+fn spawn(layout: &Layout, state: &mut LabState, component: Component) -> Result<Started> {
+    let paths = ControlPlanePaths::new(layout);
+    let args = component.args(&paths, &state.families);
     let cp = record_mut(state)?;
-    let log = ControlPlanePaths::new(layout).log(component.binary());
+    let log = paths.log(component.binary());
     let program = cp.kube_bin_dir.join(component.binary());
     let (child, rec) = procs::spawn_detached(&cp.netns, &program, &args, &log)?;
     *component.slot(cp) = Some(rec);
@@ -249,11 +265,40 @@ fn spawn(
     })
 }
 
-/// Polls `probe` until it answers `Ok(())`; fails when a started process
-/// exits or `deadline` passes, with the last answer and every log's tail.
+/// Whether `component` serves: the API server answers `/readyz`; etcd
+/// and the controller manager listen on their ports (their own readiness
+/// shows in the API server's, see [`restart`]). `Err` text says what is
+/// missing.
+fn ready(
+    layout: &Layout,
+    state: &LabState,
+    component: Component,
+) -> Result<std::result::Result<(), String>> {
+    let port = match component {
+        Component::ApiServer => {
+            let args = [PROBE_TIMEOUT, "get", "--raw", "/readyz"];
+            return answer(kubectl(layout, state, &args, None)?);
+        }
+        Component::Etcd => flags::ETCD_CLIENT_PORT,
+        Component::ControllerManager => flags::CONTROLLER_MANAGER_PORT,
+    };
+    let rec = component
+        .recorded(record(state)?)
+        .ok_or_else(|| LabError::Invalid(format!("{} was never started", component.binary())))?;
+    Ok(if procs::socket_bound(rec.pid, "tcp", port, Some("0A")) {
+        Ok(())
+    } else {
+        Err(format!("nothing listens on port {port} yet"))
+    })
+}
+
+/// Polls `probe` until it answers `Ok(())`; fails (as `op`) when a started
+/// process exits or `deadline` passes, with the last answer and every
+/// log's tail.
 fn wait_for(
     started: &mut [Started],
     deadline: Instant,
+    op: &str,
     what: &str,
     mut probe: impl FnMut() -> Result<std::result::Result<(), String>>,
 ) -> Result<()> {
@@ -273,7 +318,7 @@ fn wait_for(
                 .map(|s| format!("--- {}:\n{}", s.log.display(), procs::tail_file(&s.log, 15)))
                 .collect();
             return Err(LabError::Timeout(format!(
-                "start the control plane: waiting for {what}: {why}; last answer: {}\n{}",
+                "{op}: waiting for {what}: {why}; last answer: {}\n{}",
                 last.trim(),
                 tails.join("\n")
             )));

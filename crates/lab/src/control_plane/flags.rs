@@ -14,9 +14,16 @@ use crate::underlay::{self, POD_PREFIX_V4, POD_PREFIX_V6};
 /// The API server's port.
 pub const API_PORT: u16 = 6443;
 
+/// etcd's client port.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+
 /// etcd's client URL, on the loopback of the control plane's namespace:
 /// only the API server talks to it.
 pub const ETCD_CLIENT_URL: &str = "http://127.0.0.1:2379";
+
+/// kube-controller-manager's HTTPS port (`/healthz`; its default, set
+/// explicitly because the lab's readiness check looks for it).
+pub const CONTROLLER_MANAGER_PORT: u16 = 10257;
 
 /// etcd's peer URL (a one-member cluster; set so etcd binds no other
 /// address).
@@ -176,6 +183,7 @@ pub fn controller_manager(paths: &ControlPlanePaths, pki: &Pki, families: &[u8])
         // want the API server's front-proxy CA, which a lab has no use
         // for.
         "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={CONTROLLER_MANAGER_PORT}"),
         format!(
             "--cert-dir={}",
             path(&paths.dir.join("controller-manager-certs"))
@@ -271,6 +279,15 @@ mod tests {
             assert!(sans.contains(&San::Ip(ip.parse().unwrap())), "{ip}");
         }
         assert!(sans.contains(&San::Dns("kubernetes.default.svc.cluster.local".into())));
+    }
+
+    #[test]
+    fn the_ports_checked_for_readiness_are_the_ones_served() {
+        let (paths, pki) = fixture();
+        assert!(ETCD_CLIENT_URL.ends_with(&format!(":{ETCD_CLIENT_PORT}")));
+        let kcm = controller_manager(&paths, &pki, &[4]);
+        let port = CONTROLLER_MANAGER_PORT.to_string();
+        assert_eq!(flag(&kcm, "secure-port"), Some(port.as_str()));
     }
 
     #[test]
