@@ -819,8 +819,11 @@ fn guards_do_not_leak_descriptors() {
             NetnsGuard::enter(&target).unwrap().exit().unwrap();
             drop(NetnsGuard::enter(&target).unwrap());
         }
+        // The descriptor table is the process's, shared with the tests
+        // running in parallel: a leak shows as one descriptor per round
+        // (1,000 here), their sockets as a handful.
         assert!(
-            open_fds() <= before + 1,
+            open_fds() < before + 100,
             "enter/exit leaks descriptors: {before} -> {}",
             open_fds()
         );
