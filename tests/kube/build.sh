@@ -21,7 +21,14 @@
 #
 # Needs: Go on PATH (a too-old one fetches the toolchain the modules name via
 # GOTOOLCHAIN=auto), the Go module proxy on the first run, ~3 GB in the Go
-# caches. Debian's etcd-server (3.4) is older than Kubernetes 1.37 supports.
+# caches.
+#
+# Why etcd is built too: Debian bookworm's etcd-server is 3.4.23. Tried as the
+# lab's etcd, kube-apiserver v1.37.2 starts on it but logs "RequestWatchProgress
+# feature is not supported" and falls back from consistent reads out of its
+# watch cache to quorum reads from etcd: a different read path from any real
+# v1.37 cluster (which runs etcd 3.5/3.6), under exactly the list+watch traffic
+# weftd generates. Building etcd v3.6 from its module takes under a minute.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"
