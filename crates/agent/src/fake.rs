@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_netlink::{
-    Family, FdbEntry, Neighbour, NftBatch, RT_TABLE_MAIN, Route, VxlanSpec, format_mac,
+    CtEntry, Family, FdbEntry, Neighbour, NftBatch, RT_TABLE_MAIN, Route, VxlanSpec, format_mac,
 };
 
 use crate::error::Result;
@@ -58,6 +58,13 @@ pub struct FakeKernel {
     pub conntrack_deletes: Vec<UdpFlush>,
     /// Makes the next conntrack deletion fail.
     pub fail_next_conntrack: bool,
+    /// The conntrack table's UDP entries, as dumps list them; removals
+    /// take entries out.
+    pub conntrack: Vec<CtEntry>,
+    /// Every conntrack entry removed one by one, in order.
+    pub conntrack_removed: Vec<CtEntry>,
+    /// Conntrack dumps run.
+    pub conntrack_dumps: usize,
     /// Every mutating call, e.g. `replace route 10.244.2.0/24`.
     pub changes: Vec<String>,
     /// The highest ifindex handed out: like the kernel, a deleted link's
@@ -355,6 +362,23 @@ impl Kernel for FakeKernel {
         }
         self.conntrack_deletes.push(*flush);
         self.record(format!("conntrack -D {flush:?}"));
+        Ok(())
+    }
+
+    fn conntrack_udp(&mut self, v6: bool) -> Result<Vec<CtEntry>> {
+        self.conntrack_dumps += 1;
+        Ok(self
+            .conntrack
+            .iter()
+            .filter(|e| e.orig.dst.is_ipv6() == v6)
+            .copied()
+            .collect())
+    }
+
+    fn conntrack_remove(&mut self, entry: &CtEntry) -> Result<()> {
+        self.conntrack.retain(|e| e != entry);
+        self.conntrack_removed.push(*entry);
+        self.record(format!("conntrack delete {entry:?}"));
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use weft_netlink::{Family, FdbEntry, Neighbour, NftBatch, Route, VxlanInfo, VxlanSpec};
+use weft_netlink::{CtEntry, Family, FdbEntry, Neighbour, NftBatch, Route, VxlanInfo, VxlanSpec};
 
 use crate::error::Result;
 use crate::service::UdpFlush;
@@ -100,4 +100,11 @@ pub trait Kernel {
     /// Deletes the UDP conntrack entries that `flush` describes (none
     /// matching is success): stale flows to an endpoint that left a Service.
     fn conntrack_delete(&mut self, flush: &UdpFlush) -> Result<()>;
+    /// The UDP conntrack entries of one family (`v6`), as one ctnetlink
+    /// dump the kernel filters by protocol: the stale-UDP sweep of a
+    /// restarted agent reads them once.
+    fn conntrack_udp(&mut self, v6: bool) -> Result<Vec<CtEntry>>;
+    /// Deletes one conntrack entry (by original tuple and id); one gone
+    /// already is success.
+    fn conntrack_remove(&mut self, entry: &CtEntry) -> Result<()>;
 }

@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 use weft_netlink::{
-    Family, FdbEntry, Handle, Link, Neighbour, NftBatch, NftSocket, Route, VxlanSpec,
+    ConntrackSocket, CtEntry, Family, FdbEntry, Handle, Link, Neighbour, NftBatch, NftSocket,
+    Route, VxlanSpec,
 };
 use weft_policy::nft::TABLE as POLICY_TABLE;
 use weft_proxy::TABLE as PROXY_TABLE;
@@ -224,7 +225,21 @@ impl Kernel for NetlinkKernel {
             Err(e) => Err(e),
         }
     }
+
+    fn conntrack_udp(&mut self, v6: bool) -> Result<Vec<CtEntry>> {
+        // A socket per call, in the calling thread's namespace, as for
+        // `proxy_commit`.
+        Ok(ConntrackSocket::new()?.dump(v6, IPPROTO_UDP)?)
+    }
+
+    fn conntrack_remove(&mut self, entry: &CtEntry) -> Result<()> {
+        ConntrackSocket::new()?.delete(entry)?;
+        Ok(())
+    }
 }
+
+/// UDP's protocol number.
+const IPPROTO_UDP: u8 = 17;
 
 /// What `conntrack -D` prints when no entry matched.
 const CONNTRACK_NOTHING_DELETED: &str = "0 flow entries have been deleted";

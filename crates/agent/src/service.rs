@@ -1,5 +1,6 @@
 //! Services on this node: compile the node's proxy table
-//! (`weft_proxy::compile`), bring the kernel's table `inet weft-proxy` to it
+//! (`weft_proxy::Compiler`, which recompiles only the Services whose inputs
+//! changed and hands out the change), bring the kernel's table `inet weft-proxy` to it
 //! as a delta whenever possible ([`crate::stamped`], as for the policy
 //! table), and clear stale UDP conntrack entries.
 //!
@@ -11,6 +12,10 @@
 //! the previous pass with the current ones and deletes the conntrack entries
 //! whose reply comes from an endpoint that left ([`UdpFlush`]). A deletion
 //! that fails is retried on the next pass unless the endpoint came back.
+//! A restarted agent has no previous pass: on its first pass, and on every
+//! full load of the table, it reads the UDP entries of the conntrack table
+//! instead and deletes those DNATed to an address that is not an endpoint
+//! of their front any more ([`sweep`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -18,12 +23,13 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use tracing::{info, instrument, warn};
 use weft_model::{EndpointSlice, IpFamily, Node, Protocol, Service};
+use weft_netlink::CtEntry;
 use weft_nft::Stats;
-use weft_proxy::{ProxyNode, TABLE, compile};
+use weft_proxy::{Compiler, ProxyNode, TABLE};
 
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::stamped::{StampedTable, TableAction, TableIo};
+use crate::stamped::{ChangedTable, TableAction, TableIo};
 
 /// Where UDP clients reach a Service: the flows to clear are found by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,23 +58,28 @@ pub struct ServiceReport {
     pub action: TableAction,
     /// Services in the model (all namespaces, proxied or not).
     pub services: usize,
+    /// Services compiled anew in this pass (new or changed inputs).
+    pub recompiled: usize,
     /// Stale UDP conntrack deletions run in this pass.
     pub flushed: usize,
     /// The size of the desired table.
     pub stats: Stats,
 }
 
-/// What this agent last loaded into the proxy table and the UDP endpoints
-/// it had then, kept across passes.
+/// The proxy table's incremental compiler, what this agent last loaded
+/// into the kernel and the UDP endpoints it had then, kept across passes.
 #[derive(Debug, Default)]
 pub struct ServiceState {
-    table: StampedTable,
+    compiler: Compiler,
+    table: ChangedTable,
     /// UDP endpoints per front as of the last applied table; `None` before
     /// the first pass (a restarted agent has no history: entries that went
     /// stale while it was down are not known).
     udp: Option<BTreeMap<UdpFront, BTreeSet<IpAddr>>>,
     /// Deletions that failed, retried on the next pass.
     pending: BTreeSet<UdpFlush>,
+    /// A sweep of the conntrack table failed: run it again next pass.
+    sweep_due: bool,
 }
 
 impl ServiceState {
@@ -97,19 +108,43 @@ pub fn reconcile_services<K: Kernel>(
         pod_cidrs: node.pod_cidrs.clone(),
         cluster_cidrs: cluster_cidrs.to_vec(),
     };
-    let ruleset = compile(services, slices, &proxy_node);
+    // Only the Services whose inputs changed are compiled again; the
+    // change comes out of the compiler, no walk over the whole table.
+    let update = state.compiler.update(services, slices, &proxy_node);
+    let ruleset = state.compiler.ruleset();
     let stats = ruleset.stats();
     let io = TableIo {
         hash: K::proxy_hash,
         apply: K::proxy_apply,
     };
-    let action = state
-        .table
-        .apply_fast(kernel, &io, K::proxy_commit, ruleset)?;
+    let action = state.table.apply(
+        kernel,
+        &io,
+        K::proxy_commit,
+        ruleset,
+        &update.change,
+        state.compiler.hash(),
+    )?;
 
     // Only once the table sends new flows elsewhere: a flow cleared before
     // would be re-created to the old endpoint by the client's next packet.
     let udp = udp_endpoints(services, slices);
+    // No history to compare with (a restarted agent) or the table loaded
+    // whole: flows that went stale while nobody watched are found in the
+    // conntrack table itself.
+    let mut swept = 0;
+    if state.udp.is_none() || action == TableAction::Full || state.sweep_due {
+        match sweep(kernel, &udp, &node.addresses) {
+            Ok(n) => {
+                swept = n;
+                state.sweep_due = false;
+            }
+            Err(e) => {
+                warn!(error = %e, "sweeping stale UDP flows failed; retrying next pass");
+                state.sweep_due = true;
+            }
+        }
+    }
     let mut flushes = std::mem::take(&mut state.pending);
     if let Some(old) = &state.udp {
         flushes.extend(stale(old, &udp));
@@ -119,7 +154,7 @@ pub fn reconcile_services<K: Kernel>(
         !udp.get(&f.front)
             .is_some_and(|eps| eps.contains(&f.endpoint))
     });
-    let flushed = flushes.len();
+    let flushed = flushes.len() + swept;
     for flush in flushes {
         if let Err(e) = kernel.conntrack_delete(&flush) {
             warn!(?flush, error = %e, "clearing stale UDP flows failed; retrying next pass");
@@ -131,6 +166,7 @@ pub fn reconcile_services<K: Kernel>(
     let report = ServiceReport {
         action,
         services: services.len(),
+        recompiled: update.recompiled,
         flushed,
         stats,
     };
@@ -223,6 +259,57 @@ pub fn stale(
         }
     }
     out
+}
+
+/// Deletes the UDP conntrack entries whose original destination is a UDP
+/// front of `udp` (a Service address and port, or a NodePort on one of
+/// `node_ips`) and whose reply comes from an address that is not one of
+/// the front's endpoints: DNATed flows to endpoints that left while no
+/// agent compared passes. Returns how many it deleted. One dump per
+/// family with UDP fronts (filtered to UDP by the kernel), a deletion per
+/// stale entry; nothing at all without UDP fronts.
+pub fn sweep<K: Kernel>(
+    kernel: &mut K,
+    udp: &BTreeMap<UdpFront, BTreeSet<IpAddr>>,
+    node_ips: &[IpAddr],
+) -> Result<usize> {
+    let family_of = |front: &UdpFront| match front {
+        UdpFront::Ip(ip, _) => IpFamily::of(*ip),
+        UdpFront::NodePort(f, _) => *f,
+    };
+    let families: BTreeSet<IpFamily> = udp.keys().map(family_of).collect();
+    let mut deleted = 0;
+    for family in families {
+        for entry in kernel.conntrack_udp(family == IpFamily::V6)? {
+            if stale_entry(&entry, udp, node_ips) {
+                kernel.conntrack_remove(&entry)?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Whether `entry` is a flow to a UDP front whose DNAT target is not one
+/// of the front's endpoints. A flow that was not DNATed (its reply comes
+/// from where the client sent) is not the proxy's.
+pub fn stale_entry(
+    entry: &CtEntry,
+    udp: &BTreeMap<UdpFront, BTreeSet<IpAddr>>,
+    node_ips: &[IpAddr],
+) -> bool {
+    let (dst, port) = (entry.orig.dst, entry.orig.dport);
+    let endpoints = udp.get(&UdpFront::Ip(dst, port)).or_else(|| {
+        node_ips
+            .contains(&dst)
+            .then(|| udp.get(&UdpFront::NodePort(IpFamily::of(dst), port)))
+            .flatten()
+    });
+    let Some(endpoints) = endpoints else {
+        return false;
+    };
+    let dnat = entry.reply.src != dst || entry.reply.sport != port;
+    dnat && !endpoints.contains(&entry.reply.src)
 }
 
 /// The `conntrack` arguments that delete the flows of `flush`.

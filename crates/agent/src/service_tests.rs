@@ -4,6 +4,7 @@ use weft_model::{EndpointSlice, Service};
 use super::*;
 use crate::fake::FakeKernel;
 use crate::testutil::{ip, node};
+use weft_netlink::CtEntry;
 
 fn service(name: &str, protocol: &str, node_port: bool) -> Service {
     let mut port = json!({"name": "p", "port": 53, "protocol": protocol, "targetPort": 5353});
@@ -273,7 +274,6 @@ fn a_refused_batch_falls_back_to_an_nft_delta() {
 #[test]
 fn kernel_netlink_delta_keeps_the_stamp() {
     use crate::real::NetlinkKernel;
-    use crate::stamped::ruleset_hash;
     use weft_testkit::{NetNs, privileged};
 
     if !privileged("kernel_netlink_delta_keeps_the_stamp") {
@@ -298,7 +298,8 @@ fn kernel_netlink_delta_keeps_the_stamp() {
             pass(&mut state, &three(true)),
             pass(&mut ServiceState::new(), &three(true)),
         ];
-        let want = ruleset_hash(&compile(
+        let mut fresh = Compiler::new();
+        fresh.update(
             &svcs,
             &three(true),
             &ProxyNode {
@@ -307,7 +308,8 @@ fn kernel_netlink_delta_keeps_the_stamp() {
                 pod_cidrs: me.pod_cidrs.clone(),
                 cluster_cidrs: cidrs.to_vec(),
             },
-        ));
+        );
+        let want = fresh.hash().to_owned();
         (actions, k.proxy_hash().unwrap(), want)
     });
     let (actions, have, want) = result.unwrap();
@@ -331,4 +333,142 @@ fn kernel_netlink_delta_keeps_the_stamp() {
         String::from_utf8_lossy(&listing.stdout).contains("10.96.0.10 . udp . 53 : goto svc4-"),
         "{listing:?}"
     );
+}
+
+/// A UDP conntrack entry from `client:sport` to `front:port`, answered by
+/// `endpoint:5353` (DNATed) or by the front itself.
+fn flow(client: &str, sport: u16, front: &str, port: u16, endpoint: &str) -> CtEntry {
+    use weft_netlink::CtTuple;
+    let reply_port = if endpoint == front { port } else { 5353 };
+    CtEntry {
+        protocol: 17,
+        orig: CtTuple {
+            src: ip(client),
+            dst: ip(front),
+            sport,
+            dport: port,
+        },
+        reply: CtTuple {
+            src: ip(endpoint),
+            dst: ip(client),
+            sport: reply_port,
+            dport: sport,
+        },
+        zone: 0,
+        id: u32::from(sport),
+    }
+}
+
+#[test]
+fn a_restarted_agent_sweeps_flows_to_endpoints_that_left_while_it_was_down() {
+    let mut k = FakeKernel::default();
+    let svcs = [service("dns", "UDP", true)];
+    let gone = flow("10.244.1.20", 40001, "10.96.0.10", 53, "10.244.2.7");
+    let live = flow("10.244.1.20", 40002, "10.96.0.10", 53, "10.244.1.5");
+    let node_port_gone = flow("192.0.2.1", 40003, "192.168.50.11", 30053, "10.244.2.7");
+    // Not DNATed, and not to a front: none of the proxy's business.
+    let direct = flow("10.244.1.20", 40004, "10.96.0.10", 53, "10.96.0.10");
+    let elsewhere = flow("10.244.1.20", 40005, "10.96.0.99", 53, "10.244.2.7");
+    k.conntrack = vec![gone, live, node_port_gone, direct, elsewhere];
+
+    let mut restarted = ServiceState::new();
+    let slices = [slice("dns", "IPv4", &[("10.244.1.5", true)])];
+    let report = pass(&mut k, &mut restarted, &svcs, &slices);
+    assert_eq!(k.conntrack_removed, vec![gone, node_port_gone]);
+    assert_eq!(k.conntrack, vec![live, direct, elsewhere]);
+    assert_eq!(report.flushed, 2);
+    assert_eq!(k.conntrack_dumps, 2, "one dump per family of UDP fronts");
+
+    // Later passes compare with the previous one: no dump.
+    pass(&mut k, &mut restarted, &svcs, &slices);
+    assert_eq!(k.conntrack_dumps, 2);
+}
+
+#[test]
+fn no_udp_front_no_dump() {
+    let mut k = FakeKernel::default();
+    let tcp = [service("web", "TCP", false)];
+    pass(&mut k, &mut ServiceState::new(), &tcp, &[]);
+    assert_eq!(k.conntrack_dumps, 0);
+}
+
+/// Kernel tier: a UDP flow DNATed to endpoint A while one agent ran; a
+/// fresh agent state whose Service no longer has A deletes it on its first
+/// pass, and leaves a flow of another Service to its live endpoint.
+#[test]
+fn kernel_restart_sweeps_stale_udp_flows() {
+    use std::net::UdpSocket;
+
+    use crate::real::NetlinkKernel;
+    use weft_netlink::ConntrackSocket;
+    use weft_testkit::{NetNs, privileged};
+
+    if !privileged("kernel_restart_sweeps_stale_udp_flows") {
+        return;
+    }
+    let ns = NetNs::new("agct").unwrap();
+    // Endpoints are addresses of the node itself (DNATed locally), the
+    // ClusterIPs routed to a link (one end of a veth pair inside the
+    // namespace) so that the first route lookup succeeds before the DNAT.
+    ns.ip(&[
+        "link", "add", "weftct0", "type", "veth", "peer", "name", "weftct1",
+    ])
+    .unwrap();
+    ns.ip(&["link", "set", "weftct0", "up"]).unwrap();
+    ns.ip(&["link", "set", "weftct1", "up"]).unwrap();
+    ns.ip(&["link", "set", "lo", "up"]).unwrap();
+    for a in ["10.244.2.7/32", "10.244.1.5/32", "10.244.3.9/32"] {
+        ns.ip(&["addr", "add", a, "dev", "weftct0"]).unwrap();
+    }
+    ns.ip(&["route", "add", "10.96.0.0/16", "dev", "weftct0"])
+        .unwrap();
+    let mut other = service("other", "UDP", false);
+    other.cluster_ips = vec![ip("10.96.0.11")];
+    other.ip_families = vec![IpFamily::V4];
+    let svcs = [service("dns", "UDP", false), other];
+    let slices = |dns: &str| {
+        let mut other = slice("other", "IPv4", &[("10.244.1.5", true)]);
+        other.name = "other-IPv4".into();
+        [slice("dns", "IPv4", &[(dns, true)]), other]
+    };
+    let (swept, left) = ns
+        .run(|| {
+            let mut k = NetlinkKernel::new().unwrap();
+            let me = node("n1", &["10.244.1.0/24"], &["192.168.50.11"], false);
+            let cidrs = ["10.244.0.0/16".parse().unwrap()];
+            let mut pass = |state: &mut ServiceState, slices: &[EndpointSlice]| {
+                reconcile_services(&mut k, state, &svcs, slices, &me, &cidrs).unwrap()
+            };
+            pass(&mut ServiceState::new(), &slices("10.244.2.7"));
+            let send = |to: &str| {
+                let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+                socket.send_to(b"ping", to).unwrap();
+                socket.local_addr().unwrap().port()
+            };
+            let (to_a, to_live) = (send("10.96.0.10:53"), send("10.96.0.11:53"));
+            let flows = |ports: &[u16]| {
+                let mut socket = ConntrackSocket::new().unwrap();
+                let mut found: Vec<CtEntry> = socket
+                    .dump(false, 17)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|e| ports.contains(&e.orig.sport))
+                    .collect();
+                found.sort_by_key(|e| e.orig.sport);
+                found
+            };
+            let before = flows(&[to_a, to_live]);
+            assert_eq!(before.len(), 2, "{before:?}");
+            let to_a_flow = before.iter().find(|e| e.orig.sport == to_a).unwrap();
+            assert_eq!(to_a_flow.reply.src, ip("10.244.2.7"), "DNATed to A");
+
+            // The agent restarts; meanwhile A left the Service for C.
+            let report = pass(&mut ServiceState::new(), &slices("10.244.3.9"));
+            (report.flushed, flows(&[to_a, to_live]))
+        })
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].orig.dst, ip("10.96.0.11"));
+    assert_eq!(left[0].reply.src, ip("10.244.1.5"));
 }

@@ -15,7 +15,7 @@ use std::fmt::Write;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 use weft_netlink::{NftBatch, NftElement};
-use weft_nft::{Ruleset, delta_batch, render_delta, render_full};
+use weft_nft::{Change, Ruleset, change_batch, diff, render_change, render_full};
 
 use crate::error::Result;
 use crate::nft::{HASH_PREFIX, hex};
@@ -69,7 +69,7 @@ impl StampedTable {
     /// Brings the kernel's table `ruleset.table` to `ruleset`.
     ///
     /// When the kernel still carries the stamp of what this agent applied,
-    /// only [`render_delta`] is applied (nothing when it is `None`). Else,
+    /// only [`weft_nft::render_delta`] is applied (nothing when it is `None`). Else,
     /// when the kernel's stamp equals the desired hash, the table is adopted
     /// (hitless restart); otherwise the whole table is loaded atomically. A
     /// delta the kernel refuses falls back to a full load.
@@ -79,35 +79,13 @@ impl StampedTable {
         io: &TableIo<K>,
         ruleset: Ruleset,
     ) -> Result<TableAction> {
-        self.apply_with(kernel, io, None, ruleset)
-    }
-
-    /// [`StampedTable::apply`], with deltas of elements and of the rules
-    /// [`delta_batch`] encodes committed over netlink by `commit` (no `nft`
-    /// process, no read-back of the table), the stamp in the same
-    /// transaction. Any other delta, or a batch the kernel refuses, goes
-    /// through `nft -f` as before.
-    pub(crate) fn apply_fast<K>(
-        &mut self,
-        kernel: &mut K,
-        io: &TableIo<K>,
-        commit: Commit<K>,
-        ruleset: Ruleset,
-    ) -> Result<TableAction> {
-        self.apply_with(kernel, io, Some(commit), ruleset)
-    }
-
-    fn apply_with<K>(
-        &mut self,
-        kernel: &mut K,
-        io: &TableIo<K>,
-        commit: Option<Commit<K>>,
-        ruleset: Ruleset,
-    ) -> Result<TableAction> {
         let have = (io.hash)(kernel)?;
         if let Some(applied) = self.applied.take() {
             if have.as_deref() == Some(applied.hash.as_str()) {
-                match delta(kernel, io, commit, &applied.ruleset, &ruleset) {
+                let change = diff(&applied.ruleset, &ruleset);
+                match delta(kernel, io, None, &change, &ruleset, || {
+                    ruleset_hash(&ruleset)
+                }) {
                     Delta::Unchanged => {
                         self.applied = Some(applied);
                         return Ok(TableAction::Unchanged);
@@ -141,6 +119,72 @@ impl StampedTable {
     }
 }
 
+/// What this agent last loaded into one table whose compiler keeps the
+/// table itself and knows each pass's change and hash (the proxy's
+/// [`weft_proxy::Compiler`]): only the stamp is kept here, no copy of the
+/// table.
+#[derive(Debug, Default)]
+pub(crate) struct ChangedTable {
+    /// The stamp of what the kernel holds when it is the compiler's table
+    /// before the pass; `None` before the first pass and after a failed
+    /// one (the next pass loads the whole table, or adopts it).
+    applied: Option<String>,
+}
+
+impl ChangedTable {
+    /// Brings the kernel's table to `ruleset`, which `change` leads to
+    /// from the table of the previous pass, stamped `hash`: the change
+    /// alone while the kernel carries the previous pass's stamp (over
+    /// netlink by `commit` when [`change_batch`] encodes it), else the
+    /// table adopted when the kernel carries `hash`, else loaded whole. A
+    /// delta the kernel refuses falls back to a full load.
+    pub(crate) fn apply<K>(
+        &mut self,
+        kernel: &mut K,
+        io: &TableIo<K>,
+        commit: Commit<K>,
+        ruleset: &Ruleset,
+        change: &Change,
+        hash: &str,
+    ) -> Result<TableAction> {
+        let have = (io.hash)(kernel)?;
+        if let Some(applied) = self.applied.take() {
+            if have.as_deref() == Some(applied.as_str()) && !change.full {
+                match delta(kernel, io, Some(commit), change, ruleset, || {
+                    hash.to_owned()
+                }) {
+                    Delta::Unchanged => {
+                        self.applied = Some(applied);
+                        return Ok(TableAction::Unchanged);
+                    }
+                    Delta::Applied(hash) => {
+                        self.applied = Some(hash);
+                        return Ok(TableAction::Delta);
+                    }
+                    Delta::Refused => {}
+                }
+            } else if have.as_deref() != Some(applied.as_str()) {
+                warn!(
+                    table = ruleset.table,
+                    expected = applied,
+                    found = ?have,
+                    "table missing or changed behind the agent; reloading it"
+                );
+            }
+        }
+        if have.as_deref() == Some(hash) {
+            self.applied = Some(hash.to_owned());
+            return Ok(TableAction::Adopted);
+        }
+        (io.apply)(
+            kernel,
+            &(render_full(ruleset) + &stamp(&ruleset.table, hash)),
+        )?;
+        self.applied = Some(hash.to_owned());
+        Ok(TableAction::Full)
+    }
+}
+
 /// What applying the difference did.
 enum Delta {
     /// Nothing differs.
@@ -151,27 +195,30 @@ enum Delta {
     Refused,
 }
 
-/// Applies the difference from `old` (what the kernel holds) to `new` with
-/// the new stamp, in one transaction: over netlink when `commit` is given
-/// and [`delta_batch`] encodes the change, else (or when the kernel
-/// refuses the batch, which then applied nothing) through `nft -f`.
+/// Applies `change`, which leads from what the kernel holds to `new`, with
+/// the new stamp (`hash`, computed only when there is a change), in one
+/// transaction: over netlink when `commit` is given and [`change_batch`]
+/// encodes the change, else (or when the kernel refuses the batch, which
+/// then applied nothing) through `nft -f`.
 fn delta<K>(
     kernel: &mut K,
     io: &TableIo<K>,
     commit: Option<Commit<K>>,
-    old: &Ruleset,
+    change: &Change,
     new: &Ruleset,
+    hash: impl FnOnce() -> String,
 ) -> Delta {
-    // Hashing renders the whole table: only once there is a change.
-    let mut hash = None;
+    if change.is_empty() {
+        return Delta::Unchanged;
+    }
+    let hash = hash();
     if let Some(commit) = commit {
-        match delta_batch(old, new) {
+        match change_batch(change, new) {
             Ok(None) => return Delta::Unchanged,
             Ok(Some(mut batch)) => {
-                let hash = hash.insert(ruleset_hash(new));
-                stamp_batch(&mut batch, &new.table, hash);
+                stamp_batch(&mut batch, &new.table, &hash);
                 match commit(kernel, &batch) {
-                    Ok(()) => return Delta::Applied(hash.clone()),
+                    Ok(()) => return Delta::Applied(hash),
                     Err(e) => warn!(
                         table = new.table,
                         error = %e,
@@ -182,10 +229,9 @@ fn delta<K>(
             Err(why) => debug!(table = new.table, %why, "delta through nft"),
         }
     }
-    let Some(text) = render_delta(old, new) else {
+    let Some(text) = render_change(change, new) else {
         return Delta::Unchanged;
     };
-    let hash = hash.unwrap_or_else(|| ruleset_hash(new));
     match (io.apply)(kernel, &(text + &stamp(&new.table, &hash))) {
         Ok(()) => Delta::Applied(hash),
         Err(e) => {

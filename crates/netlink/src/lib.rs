@@ -19,6 +19,7 @@
 
 mod addr;
 mod batch;
+mod conntrack;
 mod error;
 mod fdb;
 mod link;
@@ -32,6 +33,7 @@ mod sysctl;
 mod vxlan;
 
 pub use batch::Batch;
+pub use conntrack::{ConntrackSocket, CtEntry, CtTuple};
 pub use error::{Error, Result};
 pub use fdb::FdbEntry;
 pub use link::{IFNAMSIZ_MAX, Link, VethEnd};

@@ -14,7 +14,6 @@
 //! another rule) makes [`delta_batch`] answer [`Unsupported`], and the
 //! caller applies [`crate::render_delta`] through `nft` as before.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use weft_netlink::{
@@ -22,7 +21,7 @@ use weft_netlink::{
     NftMetaKey, NftPayloadBase, NftVerdict,
 };
 
-use super::delta::needs_full;
+use super::change::{Change, MapElements, SetElements, diff};
 use super::{MapDef, Ruleset, SetDef};
 
 /// Why a delta cannot go as a netlink batch: the caller renders it for
@@ -42,45 +41,33 @@ fn unsupported<T>(what: impl Into<String>) -> Out<T> {
 /// elements before added ones, then flushed and refilled chains), as one
 /// netlink batch. `Ok(None)` when the two are equal.
 pub fn delta_batch(old: &Ruleset, new: &Ruleset) -> Out<Option<NftBatch>> {
-    if needs_full(old, new) {
+    change_batch(&diff(old, new), new)
+}
+
+/// [`delta_batch`] of a [`Change`] already known: `new` is the ruleset the
+/// change leads to, where the types of the changed sets and maps are read.
+pub fn change_batch(change: &Change, new: &Ruleset) -> Out<Option<NftBatch>> {
+    if change.full {
         return unsupported("the table must be replaced whole");
     }
-    let (family, table) = table_name(&new.table)?;
-    // Same names in the same (sorted) order: the pieces pair up by
-    // position, no lookups (this pass runs over the whole table on every
-    // change, so it stays a linear walk).
-    if !old.sets.keys().eq(new.sets.keys())
-        || !old.maps.keys().eq(new.maps.keys())
-        || !old.chains.keys().eq(new.chains.keys())
-    {
+    if change.reshapes() {
         return unsupported("sets, maps or chains appear or go");
     }
+    let (family, table) = table_name(&new.table)?;
     let mut batch = NftBatch::new(family);
-    for ((name, set), before) in new.sets.iter().zip(old.sets.values()) {
-        if before.elements != set.elements {
-            set_elements(&mut batch, table, name, before, set)?;
-        }
+    for (name, elements) in &change.set_elements {
+        let Some(set) = new.sets.get(name) else {
+            return unsupported(format!("elements of set {name}, which is not in the table"));
+        };
+        set_elements(&mut batch, table, name, set, elements)?;
     }
-    for ((name, map), before) in new.maps.iter().zip(old.maps.values()) {
-        if before.elements != map.elements {
-            map_elements(&mut batch, table, name, before, map)?;
-        }
+    for (name, elements) in &change.map_elements {
+        let Some(map) = new.maps.get(name) else {
+            return unsupported(format!("elements of map {name}, which is not in the table"));
+        };
+        map_elements(&mut batch, table, name, map, elements)?;
     }
-    // needs_full() checked that the base chains match by name.
-    let regular = new
-        .chains
-        .iter()
-        .zip(old.chains.values())
-        .filter(|((_, now), before)| now != before)
-        .map(|((name, now), _)| (name, now));
-    let base = new
-        .base_chains
-        .iter()
-        .zip(old.base_chains.values())
-        .filter(|((_, now), before)| now.rules != before.rules)
-        .map(|((name, now), _)| (name, &now.rules));
-    let changed: BTreeMap<&String, &Vec<String>> = regular.chain(base).collect();
-    for (name, rules) in changed {
+    for (name, rules) in &change.changed_chains {
         batch.flush_chain(table, name);
         for text in rules {
             batch.add_rule(table, name, &rule(text)?);
@@ -103,16 +90,16 @@ fn set_elements(
     batch: &mut NftBatch,
     table: &str,
     name: &str,
-    before: &SetDef,
-    now: &SetDef,
+    set: &SetDef,
+    change: &SetElements,
 ) -> Out<()> {
-    if !now.flags.is_empty() {
-        return unsupported(format!("set {name} has flags {}", now.flags.join(",")));
+    if !set.flags.is_empty() {
+        return unsupported(format!("set {name} has flags {}", set.flags.join(",")));
     }
-    let key = Layout::parse(&now.typ)?;
-    let encode = |texts: Vec<&String>| -> Out<Vec<NftElement>> {
+    let key = Layout::parse(&set.typ)?;
+    let encode = |texts: &[String]| -> Out<Vec<NftElement>> {
         texts
-            .into_iter()
+            .iter()
             .map(|t| {
                 Ok(NftElement {
                     key: key.encode(t)?,
@@ -122,9 +109,13 @@ fn set_elements(
             })
             .collect()
     };
-    let gone = encode(before.elements.difference(&now.elements).collect())?;
-    let added = encode(now.elements.difference(&before.elements).collect())?;
-    push(batch, table, name, gone, added);
+    push(
+        batch,
+        table,
+        name,
+        encode(&change.removed)?,
+        encode(&change.added)?,
+    );
     Ok(())
 }
 
@@ -132,42 +123,44 @@ fn map_elements(
     batch: &mut NftBatch,
     table: &str,
     name: &str,
-    before: &MapDef,
-    now: &MapDef,
+    map: &MapDef,
+    change: &MapElements,
 ) -> Out<()> {
-    let (key_type, typeof_) = match now.key_type.strip_prefix("typeof ") {
+    let (key_type, typeof_) = match map.key_type.strip_prefix("typeof ") {
         Some(expr) => (expr, true),
-        None => (now.key_type.as_str(), false),
+        None => (map.key_type.as_str(), false),
     };
     let key = Layout::parse(key_type)?;
-    let verdict = !typeof_ && now.value_type == "verdict";
+    let verdict = !typeof_ && map.value_type == "verdict";
     let value = if verdict {
         None
     } else {
-        Some(Layout::parse(&now.value_type)?)
+        Some(Layout::parse(&map.value_type)?)
     };
-    let element = |k: &String, v: &String| -> Out<NftElement> {
-        let data = match &value {
-            None => NftData::Verdict(parse_verdict(v)?),
-            Some(layout) => NftData::Value(layout.encode(v)?),
-        };
-        Ok(NftElement {
-            key: key.encode(k)?,
-            data: Some(data),
-            comment: None,
-        })
-    };
-    // A changed value is a delete and an add of the key.
-    let differs = |from: &MapDef, to: &MapDef| -> Out<Vec<NftElement>> {
-        from.elements
+    let encode = |elements: &[(String, String)]| -> Out<Vec<NftElement>> {
+        elements
             .iter()
-            .filter(|(k, v)| to.elements.get(*k) != Some(*v))
-            .map(|(k, v)| element(k, v))
+            .map(|(k, v)| {
+                let data = match &value {
+                    None => NftData::Verdict(parse_verdict(v)?),
+                    Some(layout) => NftData::Value(layout.encode(v)?),
+                };
+                Ok(NftElement {
+                    key: key.encode(k)?,
+                    data: Some(data),
+                    comment: None,
+                })
+            })
             .collect()
     };
-    let gone = differs(before, now)?;
-    let added = differs(now, before)?;
-    push(batch, table, name, gone, added);
+    // A changed value is a delete and an add of the key.
+    push(
+        batch,
+        table,
+        name,
+        encode(&change.removed)?,
+        encode(&change.added)?,
+    );
     Ok(())
 }
 

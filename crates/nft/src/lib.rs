@@ -11,6 +11,7 @@
 //! compilers use for families and content-derived names.
 
 mod batch;
+mod change;
 mod delta;
 mod family;
 mod render;
@@ -20,8 +21,9 @@ use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
 
-pub use batch::{Unsupported, delta_batch};
-pub use delta::render_delta;
+pub use batch::{Unsupported, change_batch, delta_batch};
+pub use change::{Change, MapElements, SetElements, diff};
+pub use delta::{render_change, render_delta};
 pub use family::{NftFamily, protocol_keyword};
 pub use render::render_full;
 /// The transaction [`delta_batch`] returns and the socket that commits it,

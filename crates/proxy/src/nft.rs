@@ -5,8 +5,8 @@
 //! never touches them.
 
 pub use weft_nft::{
-    BaseChain, MapDef, NftBatch, NftSocket, Ruleset, SetDef, Stats, Unsupported, delta_batch,
-    render_delta, render_full,
+    BaseChain, Change, MapDef, NftBatch, NftSocket, Ruleset, SetDef, Stats, Unsupported,
+    change_batch, delta_batch, diff, render_change, render_delta, render_full,
 };
 
 /// The table's family and name.

@@ -4,11 +4,14 @@
 //! Programming: for each size (`N` Services × `M` endpoints, [`synth`]),
 //! the node's proxy table is compiled and loaded with `nft -f` into a
 //! `weft…` network namespace of its own; then one endpoint is removed and
-//! added back, each applied as the agent applies it, a [`delta_batch`]
-//! committed over netlink, and, for comparison, as a [`render_delta`]
-//! through `nft -f` in a second namespace holding the same table. Memory:
-//! heap bytes of
-//! the Services, slices and compiled table ([`crate::policy::heap`]).
+//! added back, each applied as the agent applies it (judged: a kept
+//! [`Compiler`] updated from the new objects, its hash, [`change_batch`]
+//! of its change committed over netlink, in a third namespace), and, for
+//! comparison, from the two whole rulesets: a [`delta_batch`] committed
+//! over netlink, and a [`render_delta`] through `nft -f` in a second
+//! namespace holding the same table. Memory: heap bytes of the Services,
+//! slices and the agent's [`Compiler`] (its table and per-Service cache;
+//! [`crate::policy::heap`]).
 //!
 //! Latency: a node namespace with a client pod and a server pod ([`lab`]);
 //! the table with few Services and the one with many are loaded in turn
@@ -26,12 +29,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use weft_proxy::nft::NftSocket;
-use weft_proxy::{Ruleset, compile, delta_batch, render_delta, render_full};
+use weft_proxy::{
+    Compiler, Ruleset, change_batch, compile, delta_batch, render_delta, render_full,
+};
 use weft_testkit::NetNs;
 
 pub use report::{
-    ENDPOINT_CHANGE_MS_MAX, EndpointChange, FULL_SYNC_MS_MAX, LATENCY_RATIO_MAX, Memory, Phase,
-    Run, TARGET_ENDPOINTS, TARGET_SERVICES, latency_report, report, size_report,
+    AgentChange, ENDPOINT_CHANGE_MS_MAX, EndpointChange, FULL_SYNC_MS_MAX, LATENCY_RATIO_MAX,
+    Memory, Phase, Run, TARGET_ENDPOINTS, TARGET_SERVICES, latency_report, report, size_report,
 };
 
 use crate::policy::load::nft;
@@ -110,12 +115,14 @@ pub fn run(opts: &ServicesBenchOpts) -> Result<Value> {
     Ok(report(opts.runs, sizes, latency))
 }
 
-/// The heap of the Services' model, then of the compiled table next to it.
+/// The heap of the Services' model, then of the agent's compiler (table
+/// and per-Service cache) next to it.
 fn memory(services: usize, endpoints: usize) -> Result<Memory> {
     let base = heap::in_use();
     let cluster = synth::cluster(services, endpoints)?;
     let with_model = heap::in_use();
-    let ruleset = compile(&cluster.services, &cluster.slices, &synth::node());
+    let mut ruleset = Compiler::new();
+    ruleset.update(&cluster.services, &cluster.slices, &synth::node());
     let with_ruleset = heap::in_use();
     let memory = Memory {
         model_bytes: base.zip(with_model).map(|(b, m)| m.saturating_sub(b)),
@@ -129,12 +136,16 @@ fn memory(services: usize, endpoints: usize) -> Result<Memory> {
 }
 
 /// One timed programming run, in namespaces of its own: the timed full
-/// load and the netlink deltas in one, the `nft` deltas in a second one
-/// loaded with the same table.
+/// load and the whole-ruleset netlink deltas in one, the `nft` deltas in a
+/// second one and the agent's path in a third, each loaded with the same
+/// table.
 fn one(services: usize, endpoints: usize) -> Result<Run> {
     let mut cluster = synth::cluster(services, endpoints)?;
     let ns = NetNs::new("svc").context("create the benchmark's network namespace")?;
     let ns_nft = NetNs::new("svcn").context("create the benchmark's second namespace")?;
+    let ns_agent = NetNs::new("svca").context("create the benchmark's third namespace")?;
+    let mut compiler = Compiler::new();
+    compiler.update(&cluster.services, &cluster.slices, &synth::node());
     let started = Instant::now();
     let ruleset = compile(&cluster.services, &cluster.slices, &synth::node());
     let compile_time = started.elapsed();
@@ -143,22 +154,37 @@ fn one(services: usize, endpoints: usize) -> Result<Run> {
     let render_time = started.elapsed();
     let load_time = nft(&ns, &full).context("full load")?;
     nft(&ns_nft, &full).context("full load of the second namespace")?;
+    nft(&ns_agent, &render_full(compiler.ruleset())).context("full load of the third namespace")?;
     let stats = ruleset.stats();
-    let mut socket = ns
-        .run(NftSocket::new)
-        .context("enter the benchmark's namespace")?
-        .context("open a netfilter socket in the benchmark's namespace")?;
+    let socket = |ns: &NetNs| -> Result<NftSocket> {
+        ns.run(NftSocket::new)
+            .context("enter a benchmark namespace")?
+            .context("open a netfilter socket in a benchmark namespace")
+    };
+    let (mut socket, mut agent_socket) = (socket(&ns)?, socket(&ns_agent)?);
     let mut deltas = Deltas {
         socket: &mut socket,
         ns_nft: &ns_nft,
+        agent_socket: &mut agent_socket,
+        compiler: &mut compiler,
     };
 
+    // The agent's path first, both ways, so that the whole-table
+    // recompiles of the other paths (hundreds of megabytes allocated and
+    // freed) do not weigh on its allocations; then the others from the
+    // same table.
+    let removed = cluster.remove_endpoint()?;
+    let agent_removed = deltas.agent(&cluster).context("endpoint removed")?;
+    cluster.add_endpoint(removed);
+    let agent_added = deltas.agent(&cluster).context("endpoint added")?;
     let removed = cluster.remove_endpoint()?;
     let (endpoint_removed, ruleset) = deltas
-        .change(&cluster, ruleset)
+        .change(&cluster, ruleset, agent_removed)
         .context("endpoint removed")?;
     cluster.add_endpoint(removed);
-    let (endpoint_added, _) = deltas.change(&cluster, ruleset).context("endpoint added")?;
+    let (endpoint_added, _) = deltas
+        .change(&cluster, ruleset, agent_added)
+        .context("endpoint added")?;
     Ok(Run {
         compile_ms: ms(compile_time),
         render_ms: ms(render_time),
@@ -170,19 +196,24 @@ fn one(services: usize, endpoints: usize) -> Result<Run> {
     })
 }
 
-/// Where the two kinds of delta go: the netlink socket of the timed
-/// namespace, and the namespace that takes `nft -f`.
+/// Where the three kinds of delta go: the netlink socket of the timed
+/// namespace, the namespace that takes `nft -f`, and the agent's compiler
+/// with the socket of its namespace.
 struct Deltas<'a> {
     socket: &'a mut NftSocket,
     ns_nft: &'a NetNs,
+    agent_socket: &'a mut NftSocket,
+    compiler: &'a mut Compiler,
 }
 
 impl Deltas<'_> {
-    /// Recompiles, then applies the difference from `old` both ways.
+    /// A full recompile and the difference from `old` both ways, reported
+    /// beside `agent`, the same change along the agent's path.
     fn change(
         &mut self,
         cluster: &synth::Synthesized,
         old: Ruleset,
+        agent: AgentChange,
     ) -> Result<(EndpointChange, Ruleset)> {
         let nothing = "the change left the node's table as it was: nothing to measure";
         let started = Instant::now();
@@ -205,6 +236,7 @@ impl Deltas<'_> {
         let render_time = started.elapsed();
         let load_time = nft(self.ns_nft, &delta)?;
         let change = EndpointChange {
+            agent,
             batch_render_ms: ms(batch_render),
             batch_commit_ms: ms(batch_commit),
             batch_messages: batch.len(),
@@ -218,6 +250,39 @@ impl Deltas<'_> {
             },
         };
         Ok((change, new))
+    }
+
+    /// What weftd's Service pass does with the new objects: update the
+    /// kept compiler (only the changed Service recompiled), hash the table
+    /// for the stamp, encode the change and commit it.
+    fn agent(&mut self, cluster: &synth::Synthesized) -> Result<AgentChange> {
+        let started = Instant::now();
+        let update = self
+            .compiler
+            .update(&cluster.services, &cluster.slices, &synth::node());
+        let compile = started.elapsed();
+        let started = Instant::now();
+        let hash = self.compiler.hash().len();
+        let hash_time = started.elapsed();
+        let started = Instant::now();
+        let batch = change_batch(&update.change, self.compiler.ruleset())
+            .context("the change is not one a netlink batch carries")?
+            .context("the change left the node's table as it was: nothing to measure")?;
+        let batch_time = started.elapsed();
+        let started = Instant::now();
+        self.agent_socket
+            .commit(&batch)
+            .context("commit the agent's netlink batch")?;
+        let commit = started.elapsed();
+        debug_assert_eq!(hash, 64);
+        Ok(AgentChange {
+            compile_ms: ms(compile),
+            hash_ms: ms(hash_time),
+            batch_ms: ms(batch_time),
+            commit_ms: ms(commit),
+            recompiled: update.recompiled,
+            messages: batch.len(),
+        })
     }
 }
 

@@ -6,6 +6,14 @@ use super::*;
 
 fn change(render: f64, load: f64) -> EndpointChange {
     EndpointChange {
+        agent: AgentChange {
+            compile_ms: 5.0 * render,
+            hash_ms: 1.0,
+            batch_ms: 0.5,
+            commit_ms: load,
+            recompiled: 1,
+            messages: 5,
+        },
         batch_render_ms: render,
         batch_commit_ms: load,
         batch_messages: 4,
@@ -61,6 +69,13 @@ fn a_size_reports_medians_and_judges_render_plus_load() {
         123.0
     );
     assert_eq!(size["endpoint_added"]["delta_commands"], 4);
+    // The agent's path, judged.
+    assert_eq!(
+        size["endpoint_removed"]["agent"]["total_ms"]["median"],
+        26.5
+    );
+    assert_eq!(size["endpoint_added"]["agent"]["total_ms"]["median"], 28.5);
+    assert_eq!(size["endpoint_added"]["agent"]["recompiled_services"], 1);
     assert_eq!(size["endpoint_added"]["delta_bytes"], 400);
     // The nft path of the same change, reported beside it.
     assert_eq!(

@@ -24,6 +24,7 @@ use std::ffi::CString;
 
 pub use expr::{NftCmpOp, NftExpr, NftMetaKey, NftPayloadBase};
 pub use socket::NftSocket;
+pub(crate) use socket::netfilter_socket;
 
 /// `NFPROTO_INET`: the family of an `inet` table.
 pub const NFPROTO_INET: u8 = 1;

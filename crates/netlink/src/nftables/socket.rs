@@ -43,11 +43,7 @@ pub struct NftSocket {
 impl NftSocket {
     /// Opens a socket in the calling thread's current network namespace.
     pub fn new() -> Result<NftSocket> {
-        let op = "open netfilter netlink socket";
-        let socket = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(op, e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| Error::io(op, e))?;
+        let socket = netfilter_socket("open netfilter netlink socket")?;
         // Optional: the kernel's reason for a refusal, and short ACKs.
         let _ = socket.set_ext_ack(true);
         let _ = socket.set_cap_ack(true);
@@ -150,6 +146,16 @@ impl NftSocket {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// A NETLINK_NETFILTER socket connected to the kernel, in the calling
+/// thread's namespace; `op` names the operation in errors.
+pub(crate) fn netfilter_socket(op: &str) -> Result<Socket> {
+    let socket = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(op, e))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(|e| Error::io(op, e))?;
+    Ok(socket)
 }
 
 /// The acknowledgements in a datagram: sequence number, errno (positive,

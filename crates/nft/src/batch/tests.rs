@@ -3,7 +3,7 @@
 //! kernel tests of `weft_netlink` and `weft_proxy` read committed batches
 //! back with `nft list`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::BaseChain;

@@ -47,25 +47,27 @@ pub(crate) const SLOT: usize = 1 << 16;
 /// Slots per map: the offsets `slot × SLOT` fill the 32-bit number space.
 const SLOTS_PER_MAP: u32 = (1u64 << 32).div_ceil(SLOT as u64) as u32;
 
-/// The random choices waiting for their offsets, which depend on every
-/// other port that shares their map.
+/// The random choices of one Service's ports, waiting for their offsets,
+/// which depend on every other port that shares their map.
 #[derive(Debug, Default)]
 pub(crate) struct Backends {
-    picks: Vec<Pick>,
+    pub picks: Vec<Pick>,
 }
 
-/// One pick chain's random choice among `targets`.
-#[derive(Debug)]
-struct Pick {
-    chain: String,
-    family: IpFamily,
-    protocol: Protocol,
-    targets: Vec<(IpAddr, u16)>,
+/// One pick chain's random choice among `targets`. The chain holds nothing
+/// but the rule [`Pick::rule`] writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Pick {
+    pub chain: String,
+    pub family: IpFamily,
+    pub protocol: Protocol,
+    pub targets: Vec<(IpAddr, u16)>,
 }
 
 impl Backends {
     /// Records that `chain` ends in a random choice among `targets` (at
-    /// least two, at most [`SLOT`]); [`Backends::finish`] appends the rule.
+    /// least two, at most [`SLOT`]); the layout of its map gives it an
+    /// offset ([`offsets`]), then its rule and elements.
     pub fn push(
         &mut self,
         chain: String,
@@ -81,21 +83,60 @@ impl Backends {
             targets,
         });
     }
+}
 
-    /// Appends each pick's DNAT rule to its chain in `chains` and returns
-    /// the maps of backends by name.
-    pub fn finish(
-        mut self,
-        chains: &mut BTreeMap<String, Vec<String>>,
-    ) -> BTreeMap<String, MapDef> {
-        self.picks.sort_by(|a, b| a.chain.cmp(&b.chain));
-        let mut taken: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-        let mut maps: BTreeMap<String, MapDef> = BTreeMap::new();
-        for pick in self.picks {
-            let (shard, preferred) = place(&pick.chain);
-            let (kw, proto) = (pick.family.keyword(), protocol_name(pick.protocol));
-            let name = format!("backends{}-{proto}-{shard:02x}", pick.family.suffix());
-            let used = taken.entry(name.clone()).or_default();
+impl Pick {
+    /// The name of the map holding this pick's backends.
+    pub fn map(&self) -> String {
+        let (shard, _) = place(&self.chain);
+        format!(
+            "backends{}-{}-{shard:02x}",
+            self.family.suffix(),
+            protocol_name(self.protocol)
+        )
+    }
+
+    /// The (empty) map of backends this pick goes into.
+    pub fn map_def(&self) -> MapDef {
+        MapDef {
+            key_type: "typeof numgen random mod 1".to_owned(),
+            value_type: format!(
+                "{} daddr . {} dport",
+                self.family.keyword(),
+                protocol_name(self.protocol)
+            ),
+            elements: BTreeMap::new(),
+        }
+    }
+
+    /// The map's elements for this pick at `offset`: `offset + k` to the
+    /// `k`th endpoint.
+    pub fn elements(&self, offset: u64) -> impl Iterator<Item = (String, String)> + '_ {
+        self.targets
+            .iter()
+            .enumerate()
+            .map(move |(k, (ip, port))| ((offset + k as u64).to_string(), format!("{ip} . {port}")))
+    }
+
+    /// The chain's one rule at `offset` in map `map`.
+    pub fn rule(&self, map: &str, offset: u64) -> String {
+        format!(
+            "meta l4proto {} dnat {} to numgen random mod {} offset {offset} map @{map}",
+            protocol_name(self.protocol),
+            self.family.keyword(),
+            self.targets.len()
+        )
+    }
+}
+
+/// The offsets of the picks of one map, given in chain-name order: each
+/// takes its preferred slot, or the next one an earlier pick left free.
+pub(crate) fn offsets<'a>(chains: impl IntoIterator<Item = &'a str>) -> Vec<u64> {
+    let mut used = BTreeSet::new();
+    chains
+        .into_iter()
+        .map(|chain| {
+            let (_, preferred) = place(chain);
             // At most 256 ports per map at a million Services: a free slot
             // is always near.
             let slot = (0..SLOTS_PER_MAP)
@@ -103,23 +144,9 @@ impl Backends {
                 .find(|s| !used.contains(s))
                 .expect("fewer ports per map than slots");
             used.insert(slot);
-            let offset = slot as u64 * SLOT as u64;
-            let map = maps.entry(name.clone()).or_insert_with(|| MapDef {
-                key_type: "typeof numgen random mod 1".to_owned(),
-                value_type: format!("{kw} daddr . {proto} dport"),
-                elements: BTreeMap::new(),
-            });
-            for (k, (ip, port)) in pick.targets.iter().enumerate() {
-                map.elements
-                    .insert((offset + k as u64).to_string(), format!("{ip} . {port}"));
-            }
-            chains.entry(pick.chain).or_default().push(format!(
-                "meta l4proto {proto} dnat {kw} to numgen random mod {} offset {offset} map @{name}",
-                pick.targets.len()
-            ));
-        }
-        maps
-    }
+            slot as u64 * SLOT as u64
+        })
+        .collect()
 }
 
 /// The map (shard) and preferred slot of the pick chain `chain`.
@@ -133,6 +160,32 @@ fn place(chain: &str) -> (u8, u32) {
 mod tests {
     use super::*;
 
+    /// Lays out every pick as the compiler does, map by map in chain
+    /// order: each chain gets its rule, the maps their elements.
+    fn finish(b: Backends, chains: &mut BTreeMap<String, Vec<String>>) -> BTreeMap<String, MapDef> {
+        let mut by_map: BTreeMap<String, BTreeMap<String, Pick>> = BTreeMap::new();
+        for pick in b.picks {
+            by_map
+                .entry(pick.map())
+                .or_default()
+                .insert(pick.chain.clone(), pick);
+        }
+        let mut maps = BTreeMap::new();
+        for (name, picks) in by_map {
+            let offsets = offsets(picks.keys().map(String::as_str));
+            let mut def = picks.values().next().unwrap().map_def();
+            for (pick, offset) in picks.values().zip(offsets) {
+                def.elements.extend(pick.elements(offset));
+                chains
+                    .entry(pick.chain.clone())
+                    .or_default()
+                    .push(pick.rule(&name, offset));
+            }
+            maps.insert(name, def);
+        }
+        maps
+    }
+
     fn targets(n: u8) -> Vec<(IpAddr, u16)> {
         (1..=n)
             .map(|i| (IpAddr::from([10, 0, 0, i]), 8080))
@@ -144,7 +197,7 @@ mod tests {
         let mut b = Backends::default();
         b.push("svc4-a".into(), IpFamily::V4, Protocol::Tcp, targets(3));
         let mut chains = BTreeMap::from([("svc4-a".to_owned(), vec!["first".to_owned()])]);
-        let maps = b.finish(&mut chains);
+        let maps = finish(b, &mut chains);
         let (shard, slot) = place("svc4-a");
         let name = format!("backends4-tcp-{shard:02x}");
         let offset = slot as u64 * SLOT as u64;
@@ -175,7 +228,7 @@ mod tests {
         ];
         b.push("svc6-x".into(), IpFamily::V6, Protocol::Udp, v6);
         let mut chains = BTreeMap::new();
-        let maps = b.finish(&mut chains);
+        let maps = finish(b, &mut chains);
         let (name, map) = maps.iter().next().unwrap();
         assert!(name.starts_with("backends6-udp-"), "{name}");
         assert_eq!(map.value_type, "ip6 daddr . udp dport");
@@ -193,7 +246,7 @@ mod tests {
                 b.push(format!("svc4-{i}"), IpFamily::V4, Protocol::Tcp, targets(2));
             }
             let mut chains = BTreeMap::new();
-            let maps = b.finish(&mut chains);
+            let maps = finish(b, &mut chains);
             (chains, maps)
         };
         let forward: Vec<usize> = (0..5000).collect();
@@ -211,7 +264,7 @@ mod tests {
             b.push("svc4-a".into(), IpFamily::V4, Protocol::Tcp, targets(4));
             b.push("svc4-b".into(), IpFamily::V4, Protocol::Tcp, targets(other));
             let mut chains = BTreeMap::new();
-            b.finish(&mut chains);
+            finish(b, &mut chains);
             chains.remove("svc4-a").unwrap()
         };
         assert_eq!(layout(2), layout(9));

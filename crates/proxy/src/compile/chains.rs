@@ -44,6 +44,10 @@ pub(crate) enum Entry {
     Chain(String),
     /// No usable endpoint: reject at once.
     Reject,
+    /// Endpoints exist, none of them usable from this node: drop (as
+    /// kube-proxy does for `internalTrafficPolicy: Local` without a local
+    /// endpoint).
+    Drop,
 }
 
 /// Chains, sets and hairpin endpoints produced for the Service ports.
@@ -95,7 +99,7 @@ impl PortPlan<'_> {
                 // so that a load balancer's health check fails over.
                 match self.pick(Scope::Local, out) {
                     Entry::Chain(local) => rules.push(format!("goto {local}")),
-                    Entry::Reject => rules.push("drop".to_owned()),
+                    Entry::Reject | Entry::Drop => rules.push("drop".to_owned()),
                 }
             }
         }

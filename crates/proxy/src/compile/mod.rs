@@ -32,22 +32,29 @@
 //!   by a lookup in `masq_cluster_ips4/6`, the cluster IP ports that pick
 //!   among all endpoints).
 //!
+//! The agent keeps a [`Compiler`], which recompiles only the Services whose
+//! inputs changed and hands out the change with the table (`incremental`);
+//! [`compile`] is one pass of a new one.
+//!
 //! Measured figures: docs/benchmarks.md § Services (`weftctl bench
 //! services`).
 
 mod backends;
 mod chains;
 mod endpoints;
+mod incremental;
+mod journal;
+mod part;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use weft_model::{EndpointSlice, IpFamily, Service, TrafficPolicy};
+use weft_model::{EndpointSlice, IpFamily, Service};
 use weft_nft::NftFamily;
 
 use crate::nft::{BaseChain, MapDef, Ruleset, SetDef, TABLE};
-use chains::{Entry, Output, PortPlan, protocol_name};
+pub use incremental::{Compiler, Update};
 
 /// The packet mark bit that asks `nat_postrouting` to masquerade (the bit
 /// kube-proxy uses, so the two never disagree about it when migrating).
@@ -55,7 +62,7 @@ pub const MASQUERADE_MARK: u32 = 0x4000;
 /// The chain that sets [`MASQUERADE_MARK`].
 pub(crate) const MARK_CHAIN: &str = "mark_for_masquerade";
 /// The chain that rejects a connection to a Service without endpoints.
-const REJECT_CHAIN: &str = "reject_no_endpoints";
+pub(crate) const REJECT_CHAIN: &str = "reject_no_endpoints";
 
 /// What the compiler needs to know about the node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,102 +85,18 @@ pub struct ProxyNode {
 
 /// Compiles the proxy table of `node` from every Service and EndpointSlice
 /// of the cluster. Headless and ExternalName Services and slices no Service
-/// owns contribute nothing.
+/// owns contribute nothing. One pass of a new [`Compiler`], which the agent
+/// keeps instead to recompile only what changed.
 pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode) -> Ruleset {
+    let mut compiler = Compiler::new();
+    compiler.update(services, slices, node);
+    compiler.into_ruleset()
+}
+
+/// The table without any Service: the node's sets, the empty shared maps,
+/// the marking and rejecting chains and the hooked chains.
+fn skeleton(node: &ProxyNode) -> Ruleset {
     let mut ruleset = Ruleset::new(TABLE);
-    let mut maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut out = Output::default();
-    // Keys of `service_ips4` and `service_ips6` whose off-cluster clients
-    // are masqueraded.
-    let mut masq_ips: [BTreeSet<String>; 2] = Default::default();
-
-    // Slices by owning Service, so each Service looks only at its own.
-    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
-    for slice in slices {
-        if let Some(service) = &slice.service {
-            by_service
-                .entry((slice.namespace.as_str(), service.as_str()))
-                .or_default()
-                .push(slice);
-        }
-    }
-
-    for service in services.iter().filter(|s| s.is_proxied()) {
-        let own = by_service
-            .get(&(service.namespace.as_str(), service.name.as_str()))
-            .map_or(&[][..], Vec::as_slice);
-        for port in &service.ports {
-            let proto = protocol_name(port.protocol);
-            for family in &service.ip_families {
-                let (f, s) = (*family, family.suffix());
-                let of_family = |ip: &&IpAddr| IpFamily::of(**ip) == f;
-                let cluster = endpoints::targets(service, port, f, own, &node.name);
-                let port_label = port.name.clone().unwrap_or_else(|| port.port.to_string());
-                let plan = PortPlan {
-                    key: format!(
-                        "{}/{}/{proto}/{}/{s}",
-                        service.namespace, service.name, port_label
-                    ),
-                    label: sanitize(&format!(
-                        "{}/{}/{proto}/{port_label}",
-                        service.namespace, service.name
-                    )),
-                    family: f,
-                    protocol: port.protocol,
-                    cluster: &cluster,
-                    affinity: service.session_affinity,
-                    external_policy: service.external_traffic_policy,
-                };
-
-                let internal = plan.internal(service.internal_traffic_policy, &mut out);
-                // Traffic from outside the cluster CIDRs (when known) to a
-                // cluster IP that picks among all endpoints is masqueraded
-                // (kube-proxy with `--cluster-cidr`): one set looked up in
-                // the hooked chains rather than a rule in every pick chain.
-                let masquerade = matches!(internal, Entry::Chain(_))
-                    && service.internal_traffic_policy == TrafficPolicy::Cluster
-                    && node
-                        .cluster_cidrs
-                        .iter()
-                        .any(|n| IpFamily::of(n.addr()) == f);
-                for ip in service.cluster_ips.iter().filter(of_family) {
-                    let key = format!("{ip} . {proto} . {}", port.port);
-                    if masquerade {
-                        masq_ips[usize::from(f.is_v6())].insert(key.clone());
-                    }
-                    add_entry(&mut maps, "service_ips", "no_endpoints", s, key, &internal);
-                }
-
-                let externals: Vec<&IpAddr> = service
-                    .external_ips
-                    .iter()
-                    .chain(&service.load_balancer_ips)
-                    .filter(of_family)
-                    .collect();
-                let node_port = port.node_port.filter(|_| service.has_node_ports());
-                if externals.is_empty() && node_port.is_none() {
-                    continue;
-                }
-                let external = plan.external(&mut out);
-                for ip in externals {
-                    let key = format!("{ip} . {proto} . {}", port.port);
-                    add_entry(&mut maps, "service_ips", "no_endpoints", s, key, &external);
-                }
-                if let Some(node_port) = node_port {
-                    let key = format!("{proto} . {node_port}");
-                    add_entry(
-                        &mut maps,
-                        "service_nodeports",
-                        "no_endpoint_nodeports",
-                        s,
-                        key,
-                        &external,
-                    );
-                }
-            }
-        }
-    }
-
     for family in [IpFamily::V4, IpFamily::V6] {
         let s = family.suffix();
         let addr = family.addr_type();
@@ -189,14 +112,12 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
                 "inet_proto . inet_service".to_owned(),
             ),
         ] {
-            let name = format!("{map}{s}");
-            let elements = maps.remove(&name).unwrap_or_default();
             ruleset.maps.insert(
-                name,
+                format!("{map}{s}"),
                 MapDef {
                     key_type,
                     value_type: "verdict".to_owned(),
-                    elements,
+                    elements: BTreeMap::new(),
                 },
             );
         }
@@ -220,7 +141,7 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
             SetDef {
                 typ: format!("{addr} . inet_proto . inet_service"),
                 flags: Vec::new(),
-                elements: std::mem::take(&mut masq_ips[usize::from(family.is_v6())]),
+                elements: BTreeSet::new(),
             },
         );
         ruleset
@@ -239,27 +160,15 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &ProxyNode)
                     .collect(),
             },
         );
-    }
-    for family in [IpFamily::V4, IpFamily::V6] {
-        let addr = family.addr_type();
         ruleset.sets.insert(
-            format!("hairpin{}", family.suffix()),
+            format!("hairpin{s}"),
             SetDef {
                 typ: format!("{addr} . {addr}"),
                 flags: Vec::new(),
-                elements: out
-                    .hairpin
-                    .iter()
-                    .filter(|ip| IpFamily::of(**ip) == family && may_hairpin(node, **ip))
-                    .map(|ip| format!("{ip} . {ip}"))
-                    .collect(),
+                elements: BTreeSet::new(),
             },
         );
     }
-    let backends = std::mem::take(&mut out.backends).finish(&mut out.chains);
-    ruleset.maps.extend(backends);
-    ruleset.sets.extend(out.sets);
-    ruleset.chains.extend(out.chains);
     ruleset.chains.insert(
         MARK_CHAIN.to_owned(),
         vec![format!("meta mark set meta mark or {MASQUERADE_MARK:#x}")],
@@ -290,25 +199,6 @@ fn may_hairpin(node: &ProxyNode, ip: IpAddr) -> bool {
         .filter(|n| IpFamily::of(n.addr()) == family)
         .peekable();
     own.peek().is_none() || own.any(|n| n.contains(&ip)) || node.node_ips.contains(&ip)
-}
-
-/// Adds `key` to the family's `map` (traffic goes to a chain) or to its
-/// `reject_map` (no endpoint).
-fn add_entry(
-    maps: &mut BTreeMap<String, BTreeMap<String, String>>,
-    map: &str,
-    reject_map: &str,
-    suffix: &str,
-    key: String,
-    entry: &Entry,
-) {
-    let (name, verdict) = match entry {
-        Entry::Chain(chain) => (map, format!("goto {chain}")),
-        Entry::Reject => (reject_map, format!("goto {REJECT_CHAIN}")),
-    };
-    maps.entry(format!("{name}{suffix}"))
-        .or_default()
-        .insert(key, verdict);
 }
 
 /// The hooked chains. nft 1.0 knows the `dstnat` priority name only in
