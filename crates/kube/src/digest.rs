@@ -29,8 +29,8 @@ pub struct ObjectVersion<'a> {
 
 /// Digests objects: each is the line `{kind}/{namespace or "_"}/{name}={resource_version}`,
 /// the lines are sorted bytewise and joined with `\n`, and the result is the
-/// first 16 hex characters of their SHA-256. Order independent, so a
-/// reflector store and a LIST agree whatever order they hold objects in.
+/// first 16 hex characters of their SHA-256. Order independent, so the
+/// mirror's stores and a LIST agree whatever order they hold objects in.
 pub fn digest<'a>(items: impl IntoIterator<Item = ObjectVersion<'a>>) -> String {
     let mut lines: Vec<String> = items
         .into_iter()

@@ -12,8 +12,8 @@ mod digest;
 mod error;
 mod mirror;
 mod snapshot;
+mod store;
 mod transport;
-mod trim;
 
 pub use client::{client, cluster_digest};
 pub use digest::{ObjectVersion, WATCHED_KINDS, digest};

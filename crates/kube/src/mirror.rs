@@ -1,6 +1,6 @@
-//! The mirror: one watcher and reflector store per watched kind, running on
-//! a tokio runtime of its own, behind a blocking interface for weftd's
-//! synchronous loop.
+//! The mirror: one watcher per watched kind, running on a tokio runtime of
+//! its own, feeding the model objects of [`crate::store`] behind a blocking
+//! interface for weftd's synchronous loop.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -13,16 +13,15 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::digest::WATCHED_KINDS;
 use crate::error::Error;
-use crate::snapshot::{KubeSnapshot, Objects};
-use crate::trim;
+use crate::snapshot::{KubeSnapshot, Stores};
+use crate::store::{KindStore, Stored, key_of};
 
 /// How long [`Mirror::wait`] lets a burst of events settle before it
 /// returns, so that one pass covers the burst.
@@ -35,7 +34,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The field manager weftd's writes are recorded under.
 pub const FIELD_MANAGER: &str = "weftd";
 
-/// A live, trimmed copy of the watched kinds.
+/// A live copy of the watched kinds, as model objects.
 ///
 /// The watchers list and then watch each kind cluster-wide, re-listing
 /// after `410 Gone` and retrying with the watcher's default backoff when the
@@ -46,22 +45,13 @@ pub const FIELD_MANAGER: &str = "weftd";
 pub struct Mirror {
     runtime: tokio::runtime::Runtime,
     client: Client,
-    stores: Stores,
     changes: Arc<Changes>,
     /// The change counter of the last snapshot handed out.
     seen: u64,
 }
 
-struct Stores {
-    nodes: Store<core::Node>,
-    namespaces: Store<core::Namespace>,
-    pods: Store<core::Pod>,
-    policies: Store<networking::NetworkPolicy>,
-    services: Store<core::Service>,
-    slices: Store<discovery::EndpointSlice>,
-}
-
-/// What the watcher tasks tell the loop.
+/// The stores and what the watcher tasks tell the loop, under one lock so
+/// that a snapshot's counter and content belong together.
 #[derive(Default)]
 struct Changes {
     state: Mutex<ChangeState>,
@@ -70,6 +60,8 @@ struct Changes {
 
 #[derive(Default)]
 struct ChangeState {
+    /// Every kind's objects.
+    stores: Stores,
     /// Bumped on every event that changed a store.
     counter: u64,
     /// Whether each kind (in [`WATCHED_KINDS`] order) has completed its
@@ -84,8 +76,8 @@ impl Changes {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn changed(&self, kind: usize, initial_list_done: bool) {
-        let mut s = self.lock();
+    /// Counts a change of `kind` made under `s` and wakes the loop.
+    fn changed(&self, s: &mut ChangeState, kind: usize, initial_list_done: bool) {
         s.counter += 1;
         if initial_list_done && !s.synced[kind] {
             s.synced[kind] = true;
@@ -112,29 +104,29 @@ impl Mirror {
     /// watchers keep retrying, and [`Mirror::snapshot`] says which kinds
     /// have not been listed yet.
     pub fn start(kubeconfig: Option<&Path>) -> Result<Mirror, Error> {
+        // One worker: it only runs six watch streams, and every thread
+        // that allocates gets a glibc arena of its own, whose freed pages
+        // stay resident (fragmentation, not live objects).
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("weft-kube")
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
         let client = runtime.block_on(crate::client(kubeconfig))?;
         let changes = Arc::new(Changes::default());
-        let stores = {
+        {
             let _entered = runtime.enter();
-            Stores {
-                nodes: spawn_watch(&client, 0, trim::node, &changes),
-                namespaces: spawn_watch(&client, 1, trim::namespace, &changes),
-                pods: spawn_watch(&client, 2, trim::pod, &changes),
-                policies: spawn_watch(&client, 3, trim::network_policy, &changes),
-                services: spawn_watch(&client, 4, trim::service, &changes),
-                slices: spawn_watch(&client, 5, trim::endpoint_slice, &changes),
-            }
-        };
+            spawn_watch::<core::Node, _>(&client, 0, |s| &mut s.nodes, &changes);
+            spawn_watch::<core::Namespace, _>(&client, 1, |s| &mut s.namespaces, &changes);
+            spawn_watch::<core::Pod, _>(&client, 2, |s| &mut s.pods, &changes);
+            spawn_watch::<networking::NetworkPolicy, _>(&client, 3, |s| &mut s.policies, &changes);
+            spawn_watch::<core::Service, _>(&client, 4, |s| &mut s.services, &changes);
+            spawn_watch::<discovery::EndpointSlice, _>(&client, 5, |s| &mut s.slices, &changes);
+        }
         Ok(Mirror {
             runtime,
             client,
-            stores,
             changes,
             seen: 0,
         })
@@ -180,26 +172,18 @@ impl Mirror {
     /// until every kind has been listed once: a snapshot without, say, the
     /// Nodes would make the agent remove every route to them.
     pub fn snapshot(&mut self) -> Result<KubeSnapshot, Error> {
-        let counter = {
+        let shared = {
             let state = self.changes.lock();
             let missing = state.unsynced();
             if !missing.is_empty() {
                 return Err(Error::NotSynced { kinds: missing });
             }
-            state.counter
+            self.seen = state.counter;
+            state.stores.share(state.counter)
         };
-        // The counter is read before the stores: an event landing while
-        // they are read bumps it again, so the next wait returns at once.
-        let objects = Objects {
-            nodes: self.stores.nodes.state(),
-            namespaces: self.stores.namespaces.state(),
-            pods: self.stores.pods.state(),
-            policies: self.stores.policies.state(),
-            services: self.stores.services.state(),
-            slices: self.stores.slices.state(),
-        };
-        self.seen = counter;
-        Ok(objects.snapshot(counter))
+        // Copied into the model's owned vectors after the lock, so the
+        // watchers are held up only while reference counts are taken.
+        Ok(shared.snapshot())
     }
 
     /// Sets `annotations` on the Node `node` with a merge patch of only
@@ -246,23 +230,20 @@ fn publish_node_annotations(
 }
 
 /// Starts the watcher of one kind (index `kind` in [`WATCHED_KINDS`]) on the
-/// current runtime: list+watch with the default backoff, trimmed by `trim`
-/// before the reflector stores anything.
-fn spawn_watch<K>(
+/// current runtime: list+watch with the default backoff, each object
+/// converted into `M` as it arrives and kept in the store `store` picks.
+fn spawn_watch<K, M>(
     client: &Client,
     kind: usize,
-    trim: fn(&mut K),
+    store: fn(&mut Stores) -> &mut KindStore<M>,
     changes: &Arc<Changes>,
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    for<'a> M: TryFrom<&'a K, Error = weft_model::Error>,
+    M: Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
     let api: Api<K> = Api::all(client.clone());
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(trim)
-        .reflect(writer);
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
     let changes = Arc::clone(changes);
     let name = WATCHED_KINDS[kind];
     tokio::spawn(async move {
@@ -277,12 +258,7 @@ where
                 failing = false;
             }
             match event {
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
-                    changes.changed(kind, false)
-                }
-                // The reflector swaps a re-list into its store at once.
-                Ok(watcher::Event::InitDone) => changes.changed(kind, true),
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(event) => apply_event(&changes, kind, store, event),
                 Err(e) => {
                     // The backoff decides when to retry; the store keeps
                     // its content, so the agent keeps its state.
@@ -296,5 +272,48 @@ where
             }
         }
     });
-    reader
+}
+
+/// Applies one watcher event to the store of `kind`. The object is
+/// converted before the lock is taken (and dropped right after), so the
+/// loop's snapshot waits for no conversion and no k8s object is kept.
+fn apply_event<K, M>(
+    changes: &Changes,
+    kind: usize,
+    store: fn(&mut Stores) -> &mut KindStore<M>,
+    event: watcher::Event<K>,
+) where
+    K: ResourceExt,
+    for<'a> M: TryFrom<&'a K, Error = weft_model::Error>,
+{
+    match event {
+        watcher::Event::Apply(object) => {
+            let key = key_of(&object);
+            let stored = Stored::convert(object);
+            let mut s = changes.lock();
+            store(&mut s.stores).apply(key, stored);
+            changes.changed(&mut s, kind, false);
+        }
+        watcher::Event::Delete(object) => {
+            let mut s = changes.lock();
+            store(&mut s.stores).delete(&key_of(&object));
+            changes.changed(&mut s, kind, false);
+        }
+        // A (re-)list: gathered aside, in force from InitDone on.
+        watcher::Event::Init => store(&mut changes.lock().stores).init(),
+        watcher::Event::InitApply(object) => {
+            let key = key_of(&object);
+            // A re-list mostly repeats what is stored: share it rather
+            // than converting it again.
+            let same = store(&mut changes.lock().stores)
+                .unchanged(&key, object.meta().resource_version.as_deref());
+            let stored = same.unwrap_or_else(|| Stored::convert(object));
+            store(&mut changes.lock().stores).init_apply(key, stored);
+        }
+        watcher::Event::InitDone => {
+            let mut s = changes.lock();
+            store(&mut s.stores).init_done();
+            changes.changed(&mut s, kind, true);
+        }
+    }
 }

@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1 as core;
-use k8s_openapi::api::discovery::v1 as discovery;
-use k8s_openapi::api::networking::v1 as networking;
-use kube::ResourceExt;
 use weft_datastore::{ObjectKey, Snapshot};
+use weft_model as model;
 
-use crate::digest::{ObjectVersion, digest};
+use crate::digest::{ObjectVersion, WATCHED_KINDS, digest};
+use crate::store::KindStore;
 
 /// A snapshot of the mirror and the digest of exactly the objects it was
 /// converted from (rejected ones included: they are in the cluster too).
@@ -23,104 +21,142 @@ pub struct KubeSnapshot {
     pub digest: String,
 }
 
-/// The stored objects of every watched kind at one moment.
+/// The stored objects of every watched kind, converted on arrival.
 #[derive(Debug, Default)]
-pub(crate) struct Objects {
-    pub(crate) nodes: Vec<Arc<core::Node>>,
-    pub(crate) namespaces: Vec<Arc<core::Namespace>>,
-    pub(crate) pods: Vec<Arc<core::Pod>>,
-    pub(crate) policies: Vec<Arc<networking::NetworkPolicy>>,
-    pub(crate) services: Vec<Arc<core::Service>>,
-    pub(crate) slices: Vec<Arc<discovery::EndpointSlice>>,
+pub(crate) struct Stores {
+    pub(crate) nodes: KindStore<model::Node>,
+    pub(crate) namespaces: KindStore<model::Namespace>,
+    pub(crate) pods: KindStore<model::Pod>,
+    pub(crate) policies: KindStore<model::NetworkPolicy>,
+    pub(crate) services: KindStore<model::Service>,
+    pub(crate) slices: KindStore<model::EndpointSlice>,
 }
 
-impl Objects {
-    /// Converts every object into the model; one that does not convert is
-    /// in `rejected` as (`Kind/namespace/name`, reason), as in the `file`
-    /// source, and leaves the rest in force.
-    pub(crate) fn snapshot(mut self, revision: u64) -> KubeSnapshot {
-        let mut snap = Snapshot {
+/// The shared model objects of one moment, taken under the mirror's lock
+/// (cheap: reference counts), copied into a [`Snapshot`] after it.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    revision: u64,
+    digest: String,
+    nodes: Vec<Arc<model::Node>>,
+    namespaces: Vec<Arc<model::Namespace>>,
+    pods: Vec<Arc<model::Pod>>,
+    policies: Vec<Arc<model::NetworkPolicy>>,
+    services: Vec<Arc<model::Service>>,
+    slices: Vec<Arc<model::EndpointSlice>>,
+    rejected: Vec<(String, String)>,
+}
+
+impl Stores {
+    /// Every converted object in key order (the `file` source's), each
+    /// that does not convert in `rejected` as (`Kind/namespace/name`,
+    /// reason), as in the `file` source, and the digest over all of them.
+    pub(crate) fn share(&self, revision: u64) -> Shared {
+        let mut shared = Shared {
             revision,
-            ..Snapshot::default()
+            ..Shared::default()
         };
-        let rejected = &mut snap.rejected;
-        convert_all("Node", &mut self.nodes, &mut snap.nodes, rejected);
-        convert_all(
-            "Namespace",
-            &mut self.namespaces,
-            &mut snap.namespaces,
+        let rejected = &mut shared.rejected;
+        collect(WATCHED_KINDS[0], &self.nodes, &mut shared.nodes, rejected);
+        collect(
+            WATCHED_KINDS[1],
+            &self.namespaces,
+            &mut shared.namespaces,
             rejected,
         );
-        convert_all("Pod", &mut self.pods, &mut snap.pods, rejected);
-        convert_all(
-            "NetworkPolicy",
-            &mut self.policies,
-            &mut snap.policies,
+        collect(WATCHED_KINDS[2], &self.pods, &mut shared.pods, rejected);
+        collect(
+            WATCHED_KINDS[3],
+            &self.policies,
+            &mut shared.policies,
             rejected,
         );
-        convert_all("Service", &mut self.services, &mut snap.services, rejected);
-        convert_all(
-            "EndpointSlice",
-            &mut self.slices,
-            &mut snap.slices,
+        collect(
+            WATCHED_KINDS[4],
+            &self.services,
+            &mut shared.services,
             rejected,
         );
-        let digest = digest(
-            versions("Node", &self.nodes)
-                .chain(versions("Namespace", &self.namespaces))
-                .chain(versions("Pod", &self.pods))
-                .chain(versions("NetworkPolicy", &self.policies))
-                .chain(versions("Service", &self.services))
-                .chain(versions("EndpointSlice", &self.slices)),
+        collect(WATCHED_KINDS[5], &self.slices, &mut shared.slices, rejected);
+        shared.digest = digest(
+            versions(WATCHED_KINDS[0], &self.nodes)
+                .chain(versions(WATCHED_KINDS[1], &self.namespaces))
+                .chain(versions(WATCHED_KINDS[2], &self.pods))
+                .chain(versions(WATCHED_KINDS[3], &self.policies))
+                .chain(versions(WATCHED_KINDS[4], &self.services))
+                .chain(versions(WATCHED_KINDS[5], &self.slices)),
         );
+        shared
+    }
+}
+
+impl Shared {
+    /// The snapshot the agent's loop takes: its model types are owned
+    /// values, so this is where the objects are copied — once per pass,
+    /// outside the lock, and freed with the snapshot.
+    pub(crate) fn snapshot(self) -> KubeSnapshot {
         KubeSnapshot {
-            snapshot: snap,
-            digest,
+            snapshot: Snapshot {
+                revision: self.revision,
+                nodes: owned(self.nodes),
+                namespaces: owned(self.namespaces),
+                pods: owned(self.pods),
+                policies: owned(self.policies),
+                services: owned(self.services),
+                slices: owned(self.slices),
+                others: Vec::new(),
+                rejected: self.rejected,
+            },
+            digest: self.digest,
         }
     }
 }
 
-/// Sorts `objects` by namespace then name (the `file` source's order, so
-/// both sources give the agent the same lists) and converts each.
-fn convert_all<K, M>(
+/// Appends one kind's converted objects to `out` and its rejections to
+/// `rejected`.
+fn collect<M>(
     kind: &str,
-    objects: &mut [Arc<K>],
-    out: &mut Vec<M>,
+    store: &KindStore<M>,
+    out: &mut Vec<Arc<M>>,
     rejected: &mut Vec<(String, String)>,
-) where
-    K: ResourceExt,
-    for<'a> M: TryFrom<&'a K, Error = weft_model::Error>,
-{
-    objects.sort_by_cached_key(|o| (o.namespace(), o.name_any()));
-    out.reserve(objects.len());
-    for object in objects.iter() {
-        match M::try_from(object) {
-            Ok(m) => out.push(m),
-            Err(e) => {
+) {
+    out.reserve(store.len());
+    for ((namespace, name), stored) in store.iter() {
+        match &stored.model {
+            Ok(m) => out.push(Arc::clone(m)),
+            Err(reason) => {
                 let key = ObjectKey {
                     kind: kind.to_owned(),
-                    namespace: object.namespace(),
-                    name: object.name_any(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
                 };
-                rejected.push((key.to_string(), e.to_string()));
+                rejected.push((key.to_string(), reason.to_string()));
             }
         }
     }
 }
 
-fn versions<'a, K: ResourceExt>(
+fn versions<'a, M>(
     kind: &'a str,
-    objects: &'a [Arc<K>],
+    store: &'a KindStore<M>,
 ) -> impl Iterator<Item = ObjectVersion<'a>> + 'a {
-    objects.iter().map(move |o| {
-        let meta = o.meta();
-        ObjectVersion {
+    store
+        .iter()
+        .map(move |((namespace, name), stored)| ObjectVersion {
             kind,
-            namespace: meta.namespace.as_deref(),
-            name: meta.name.as_deref().unwrap_or_default(),
-            resource_version: meta.resource_version.as_deref().unwrap_or_default(),
-        }
-    })
+            namespace: namespace.as_deref(),
+            name,
+            resource_version: &stored.resource_version,
+        })
+}
+
+/// The objects themselves; one no longer stored (replaced or deleted since
+/// the lock was released) moves out instead of being copied.
+fn owned<M: Clone>(shared: Vec<Arc<M>>) -> Vec<M> {
+    shared
+        .into_iter()
+        .map(|m| Arc::try_unwrap(m).unwrap_or_else(|m| M::clone(&m)))
+        .collect()
 }
 
 #[cfg(test)]

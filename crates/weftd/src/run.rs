@@ -18,7 +18,7 @@ use weft_ipam::Store;
 use weft_policy::PolicyView;
 
 use crate::health::Health;
-use crate::source::{Applied, Source};
+use crate::source::{Applied, Source, Versioned};
 use crate::status;
 
 /// Everything the loop needs besides the agent configuration.
@@ -100,44 +100,45 @@ fn pass(
     kernel: &mut NetlinkKernel,
     state: &mut PassState,
 ) -> Result<String> {
-    let versioned = source.snapshot()?;
-    let snap = &versioned.snapshot;
-    if snap.rejected != state.rejected {
-        for (what, why) in snap.rejected.iter().filter(|r| !state.rejected.contains(r)) {
-            if what.starts_with("Service/") || what.starts_with("EndpointSlice/") {
-                warn!(
-                    object = what,
-                    error = why,
-                    "rejected Service object: not proxied; every other Service stays in force"
-                );
-            } else if what.starts_with("NetworkPolicy/") {
-                warn!(
-                    policy = what,
-                    error = why,
-                    "rejected NetworkPolicy: not enforced; every other policy stays in force"
-                );
-            } else {
-                warn!(
-                    object = what,
-                    error = why,
-                    "ignoring an object that does not convert"
-                );
-            }
-        }
-        state.rejected = snap.rejected.clone();
+    let Versioned {
+        snapshot: snap,
+        digest,
+    } = source.snapshot()?;
+    // The snapshot's vectors move into the views: with thousands of pods a
+    // copy per view per pass is most of a pass's memory.
+    let Snapshot {
+        revision,
+        nodes,
+        namespaces,
+        pods,
+        policies,
+        services,
+        slices,
+        rejected,
+        ..
+    } = snap;
+    if rejected != state.rejected {
+        warn_rejected(&rejected, &state.rejected);
+        state.rejected = rejected;
     }
-    let view = view_of(snap);
+    let mut view = ClusterView {
+        revision,
+        nodes,
+        pods,
+    };
+    // A copy of one node, so the views can lend their vectors out below.
     let me = view
         .nodes
         .iter()
         .find(|n| n.name == cfg.node_name)
+        .cloned()
         .ok_or_else(|| {
             anyhow!(
-                "node {} is not in the cluster (revision {})",
+                "node {} is not in the cluster (revision {revision})",
                 cfg.node_name,
-                snap.revision
             )
         })?;
+    let me = &me;
     if me.pod_cidrs.is_empty() {
         return Err(anyhow!("node {} has no spec.podCIDRs yet", cfg.node_name));
     }
@@ -157,19 +158,29 @@ fn pass(
 
     let changes = reconcile(kernel, &want).context("reconcile the kernel")?;
     if changes.changes() > 0 {
-        info!(revision = snap.revision, report = ?changes, "applied changes");
+        info!(revision, report = ?changes, "applied changes");
     }
     // After routing: the policy table refers to the pods' host veths and
     // routes, which the plugin made; its absence never blocks routing.
-    let policy = reconcile_policy(kernel, &mut state.policy, &policy_view(snap), me)
-        .context("reconcile NetworkPolicy")?;
+    // Rejected policies are not in the view, so a bad policy is in force
+    // nowhere and disturbs no other.
+    let mut policy_view = PolicyView {
+        namespaces,
+        pods: Vec::new(),
+        policies,
+        nodes: Vec::new(),
+    };
+    let policy = lend_pods_and_nodes(&mut view, &mut policy_view, |policy_view| {
+        reconcile_policy(kernel, &mut state.policy, policy_view, me)
+    })
+    .context("reconcile NetworkPolicy")?;
     // Services after policy: both are needed for Service traffic, neither
     // blocks routing, and a policy decided after DNAT is already in place.
     let services = reconcile_services(
         kernel,
         &mut state.services,
-        &snap.services,
-        &snap.slices,
+        &services,
+        &slices,
         me,
         &cfg.cluster_cidrs,
     )
@@ -202,13 +213,10 @@ fn pass(
         }
     }
 
-    state.applied = Some(Applied {
-        revision: snap.revision,
-        digest: versioned.digest.clone(),
-    });
+    state.applied = Some(Applied { revision, digest });
     Ok(format!(
         "revision {} applied; policy: {} policies over {} local pods ({:?}); services: {} ({:?})",
-        snap.revision,
+        revision,
         policy.policies,
         policy.local_pods,
         policy.action,
@@ -217,21 +225,42 @@ fn pass(
     ))
 }
 
-fn view_of(snap: &Snapshot) -> ClusterView {
-    ClusterView {
-        revision: snap.revision,
-        nodes: snap.nodes.clone(),
-        pods: snap.pods.clone(),
+/// Names each newly rejected object once, by what its rejection means.
+fn warn_rejected(rejected: &[(String, String)], already: &[(String, String)]) {
+    for (what, why) in rejected.iter().filter(|r| !already.contains(r)) {
+        if what.starts_with("Service/") || what.starts_with("EndpointSlice/") {
+            warn!(
+                object = what,
+                error = why,
+                "rejected Service object: not proxied; every other Service stays in force"
+            );
+        } else if what.starts_with("NetworkPolicy/") {
+            warn!(
+                policy = what,
+                error = why,
+                "rejected NetworkPolicy: not enforced; every other policy stays in force"
+            );
+        } else {
+            warn!(
+                object = what,
+                error = why,
+                "ignoring an object that does not convert"
+            );
+        }
     }
 }
 
-/// What the policy compiler sees of a snapshot: rejected policies are not
-/// in it, so a bad policy is in force nowhere and disturbs no other.
-fn policy_view(snap: &Snapshot) -> PolicyView {
-    PolicyView {
-        namespaces: snap.namespaces.clone(),
-        pods: snap.pods.clone(),
-        policies: snap.policies.clone(),
-        nodes: snap.nodes.clone(),
-    }
+/// Runs `f` on `policy_view` holding the cluster view's pods and nodes,
+/// which are moved, not copied, and back in `view` when this returns.
+fn lend_pods_and_nodes<T>(
+    view: &mut ClusterView,
+    policy_view: &mut PolicyView,
+    f: impl FnOnce(&PolicyView) -> T,
+) -> T {
+    std::mem::swap(&mut view.pods, &mut policy_view.pods);
+    std::mem::swap(&mut view.nodes, &mut policy_view.nodes);
+    let out = f(policy_view);
+    std::mem::swap(&mut view.pods, &mut policy_view.pods);
+    std::mem::swap(&mut view.nodes, &mut policy_view.nodes);
+    out
 }
