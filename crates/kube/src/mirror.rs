@@ -23,9 +23,12 @@ use crate::error::Error;
 use crate::snapshot::{KubeSnapshot, Stores};
 use crate::store::{KindStore, Stored, key_of};
 
-/// How long [`Mirror::wait`] lets a burst of events settle before it
-/// returns, so that one pass covers the burst.
-const DEBOUNCE: Duration = Duration::from_millis(15);
+/// How long [`Mirror::wait`] waits for a burst of events to end before it
+/// reports them as one change (the file source's watcher does the same).
+const COALESCE_QUIET: Duration = Duration::from_millis(5);
+/// The longest it keeps coalescing: under a steady stream of events the
+/// loop must still get to run.
+const COALESCE_MAX: Duration = Duration::from_millis(100);
 
 /// Bound on one write to the API server from the loop's thread: a pass must
 /// not hang while the API server is away.
@@ -151,9 +154,26 @@ impl Mirror {
         let mut state = self.changes.lock();
         loop {
             if state.counter != self.seen && state.synced.iter().all(|s| *s) {
-                drop(state);
-                std::thread::sleep(DEBOUNCE);
-                return true;
+                // Let the burst end: wait until no event came for
+                // COALESCE_QUIET, or COALESCE_MAX passed.
+                let burst_end = Instant::now() + COALESCE_MAX;
+                loop {
+                    let last = state.counter;
+                    let quiet =
+                        COALESCE_QUIET.min(burst_end.saturating_duration_since(Instant::now()));
+                    if quiet.is_zero() {
+                        return true;
+                    }
+                    let (next, timed_out) = self
+                        .changes
+                        .cond
+                        .wait_timeout_while(state, quiet, |s| s.counter == last)
+                        .unwrap_or_else(|e| e.into_inner());
+                    state = next;
+                    if timed_out.timed_out() {
+                        return true;
+                    }
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
