@@ -177,6 +177,30 @@ pub fn set_pod_running(pod: &mut Value, ips: &[IpAddr], host_ip: Option<IpAddr>)
         {"type": "ContainersReady", "status": "True"},
         {"type": "Ready", "status": "True"},
     ]);
+    // What a kubelet reports per container once it runs: `kubectl get pods`
+    // counts READY from these, and the endpoint controllers read only the
+    // Ready condition above.
+    let statuses: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .map(|containers| {
+            containers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c["name"],
+                        "image": c["image"],
+                        "imageID": "",
+                        "ready": true,
+                        "started": true,
+                        "restartCount": 0,
+                        "state": {"running": {}},
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pod["status"]["containerStatuses"] = json!(statuses);
+    let status = &mut pod["status"];
     if let Some(ip) = ips.first() {
         status["podIP"] = json!(ip.to_string());
     }
