@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
@@ -177,26 +175,9 @@ fn sysctl(ns: &NetNs, setting: &str) {
 
 /// Runs `nft -f -` with `script` inside `ns`.
 fn nft(ns: &NetNs, script: &str) {
-    let mut child = ns
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft -f failed: {}\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = ns.exec_stdin("nft", &["-f", "-"], script) {
+        panic!("{e:#}\n{script}");
+    }
 }
 
 /// The four pods of the test node in the model: namespaces x and y,

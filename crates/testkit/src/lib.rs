@@ -110,6 +110,41 @@ impl NetNs {
         Ok(out)
     }
 
+    /// Runs `program args` inside the namespace with `stdin` on its standard
+    /// input (e.g. `nft -f -` with a script); returns stdout, and fails with
+    /// the program's complaint when it exits non-zero.
+    pub fn exec_stdin(&self, program: &str, args: &[&str], stdin: &str) -> Result<String> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let what = || format!("{program} {} in {}", args.join(" "), self.name);
+        let mut child = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("run {}", what()))?;
+        // A program that fails early may close its stdin first: its exit
+        // status below says why, not the broken pipe.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(stdin.as_bytes());
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("wait for {}", what()))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                what(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Runs `ip args` inside the namespace; returns stdout.
     pub fn ip(&self, args: &[&str]) -> Result<String> {
         let out = self.exec("ip", args)?;

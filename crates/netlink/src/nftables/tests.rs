@@ -169,28 +169,8 @@ add element inet weft-t agent_state { 0 comment \"old\" }
 ";
 
     fn nft(ns: &NetNs, args: &[&str], stdin: Option<&str>) -> String {
-        use std::io::Write;
-        let mut child = ns
-            .command("nft")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn nft");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.unwrap_or_default().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        ns.exec_stdin("nft", args, stdin.unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     fn v4(a: [u8; 4], port: u16) -> Vec<u8> {

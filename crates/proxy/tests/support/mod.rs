@@ -3,9 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::{Value, json};
 use weft_model::{EndpointSlice, Service};
 use weft_proxy::ProxyNode;
@@ -176,25 +173,6 @@ pub fn cluster() -> (Vec<Service>, Vec<EndpointSlice>) {
 /// Runs `nft` with `args` inside `ns`, `stdin` on its standard input;
 /// panics with nft's complaint when it fails. Returns its output.
 pub fn nft(ns: &NetNs, args: &[&str], stdin: &str) -> String {
-    let mut child = ns
-        .command("nft")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft {args:?} failed: {}\n{stdin}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    ns.exec_stdin("nft", args, stdin)
+        .unwrap_or_else(|e| panic!("{e:#}\n{stdin}"))
 }
