@@ -5,7 +5,6 @@
 mod support;
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use serde_json::json;
 use support::*;
@@ -66,15 +65,7 @@ fn prod_policies() -> Vec<(&'static str, serde_json::Value)> {
 }
 
 fn golden(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("WEFT_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (WEFT_UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert_eq!(text, want, "{name} differs from the golden file");
+    weft_testkit::golden(env!("CARGO_MANIFEST_DIR"), name, text);
 }
 
 #[test]

@@ -5,21 +5,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use support::*;
 use weft_proxy::{compile, render_full};
 
 fn check(name: &str, text: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("WEFT_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (WEFT_UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert_eq!(text, want, "{name} differs from the golden file");
+    weft_testkit::golden(env!("CARGO_MANIFEST_DIR"), name, text);
 }
 
 #[test]

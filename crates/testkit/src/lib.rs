@@ -237,3 +237,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// Compares `text` with the golden file `<manifest_dir>/tests/golden/<name>`;
+/// with `WEFT_UPDATE_GOLDEN` set it rewrites the file first (review the
+/// diff after an intended change).
+pub fn golden(manifest_dir: &str, name: &str, text: &str) {
+    let path = Path::new(manifest_dir).join("tests/golden").join(name);
+    if std::env::var_os("WEFT_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (WEFT_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(text, want, "{name} differs from the golden file");
+}
