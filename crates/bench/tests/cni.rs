@@ -41,14 +41,14 @@ fn own_namespaces() -> Vec<String> {
 
 fn own_workdirs() -> Vec<PathBuf> {
     let prefix = format!("weft-bench-{}-", std::process::id());
-    std::fs::read_dir("/var/tmp")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
+    let opts = CniBenchOpts::default();
+    [opts.work_dir, opts.bin_dir]
+        .iter()
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
 }
 
 fn assert_summary(v: &Value, pods: u64) {

@@ -62,6 +62,13 @@ pub(crate) fn open_lock_file(dir: &Path) -> Result<File> {
         .map_err(|e| Error::io("open lock file", path, e))
 }
 
+/// Whether `file` lives on tmpfs, where fsync returns at once and nothing
+/// survives a reboot. Unknown: no.
+pub(crate) fn in_memory(file: &File) -> bool {
+    use nix::sys::statfs::{TMPFS_MAGIC, fstatfs};
+    fstatfs(file).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC)
+}
+
 fn lock(dir: &Path, arg: FlockArg) -> Result<Locked<'_>> {
     let mut file = open_lock_file(dir)?;
     loop {

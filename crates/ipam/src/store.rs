@@ -30,6 +30,10 @@ const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// The directory is on a memory file system (tmpfs, as /run is): its
+    /// fsync costs nothing, so [`Store::allocate_with`] commits inline
+    /// instead of overlapping the commit with the caller's work.
+    in_memory: bool,
 }
 
 impl Store {
@@ -50,7 +54,10 @@ impl Store {
         // one open of the lock file instead of creating and checking the
         // directories first.
         match disk::open_lock_file(&dir) {
-            Ok(_) => return Ok(Store { dir }),
+            Ok(lock) => {
+                let in_memory = disk::in_memory(&lock);
+                return Ok(Store { dir, in_memory });
+            }
             Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -60,8 +67,8 @@ impl Store {
             Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}
             Err(e) => return Err(Error::io("create directory", dir, e)),
         }
-        disk::open_lock_file(&dir)?;
-        Ok(Store { dir })
+        let in_memory = disk::in_memory(&disk::open_lock_file(&dir)?);
+        Ok(Store { dir, in_memory })
     }
 
     /// The store's directory, `<data_dir>/<network>`.
@@ -116,7 +123,10 @@ impl Store {
     /// adding up. `work` runs after the addresses are decided and before
     /// they are durable, so when the commit fails its result is dropped,
     /// the error returned, and the caller must undo what `work` did. When
-    /// the allocation itself fails, `work` never runs.
+    /// the allocation itself fails, `work` never runs. On a memory file
+    /// system there is no wait to hide: the commit runs first, inline (a
+    /// second thread would cost more than it saves), and a failed commit
+    /// also means `work` never runs.
     pub fn allocate_with<R>(
         &self,
         attachment: &Attachment,
@@ -124,7 +134,10 @@ impl Store {
         work: impl FnOnce(&Allocation) -> R,
     ) -> Result<(Allocation, R)> {
         let (locked, state, allocation, changed) = self.decide(attachment, pool)?;
-        if !changed {
+        if !changed || self.in_memory {
+            if changed {
+                locked.commit(&state)?;
+            }
             drop(locked);
             let out = work(&allocation);
             return Ok((allocation, out));

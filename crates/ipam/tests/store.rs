@@ -283,6 +283,37 @@ fn stores_of_different_networks_are_independent() {
     assert_eq!(files(tmp.path()), ["net-a", "net-b"]);
 }
 
+/// On tmpfs (where /run lives on a systemd host) the commit costs nothing
+/// to wait for, so it runs inline: the reservation is already durable and
+/// the lock free while the work runs.
+#[test]
+fn allocate_with_on_tmpfs_commits_before_the_work() {
+    let shm = std::path::Path::new("/dev/shm");
+    let is_tmpfs = nix::sys::statfs::statfs(shm)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if !is_tmpfs {
+        eprintln!("SKIPPED allocate_with_on_tmpfs_commits_before_the_work: /dev/shm is not tmpfs");
+        return;
+    }
+    let tmp = TempDir::new_in(shm, "tmpfs");
+    let store = Store::open(tmp.path(), "weft").unwrap();
+    let p = pool(&["10.244.1.0/24"]);
+    let (a, seen) = store
+        .allocate_with(&att("c1"), &p, |_| {
+            // The lock is free (another ADD may go on) and a second store
+            // sees the reservation, while the work runs.
+            let lock = fs::File::open(store.dir().join("lock")).unwrap();
+            let free = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock);
+            assert!(free.is_ok(), "the lock is still held while the work runs");
+            drop(free);
+            let other = Store::open(tmp.path(), "weft").unwrap();
+            other.get(&att("c1")).unwrap().map(|r| r.ips)
+        })
+        .unwrap();
+    assert!(a.created);
+    assert_eq!(seen, Some(a.ips));
+}
+
 #[test]
 fn allocate_with_runs_the_work_and_commits() {
     let tmp = TempDir::new("with");

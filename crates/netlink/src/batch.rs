@@ -104,6 +104,12 @@ impl Batch {
         self.push(crate::link::set_up(index))
     }
 
+    /// No IPv6 link-local address when `index` comes up (address generation
+    /// mode none); the link must still be down.
+    pub fn set_no_link_local(&mut self, index: u32) -> &mut Self {
+        self.push(crate::link::set_no_link_local(index))
+    }
+
     /// [`Handle::set_alias`]; an empty alias removes it.
     pub fn set_alias(&mut self, index: u32, alias: &str) -> &mut Self {
         self.push(crate::link::set_alias(index, alias))

@@ -4,7 +4,8 @@
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -241,6 +242,24 @@ pub(crate) fn set_up(index: u32) -> Request {
         RouteNetlinkMessage::SetLink(msg),
         0,
         format!("set link {index} up"),
+    )
+}
+
+/// The request of [`crate::Batch::set_no_link_local`]: IPv6 address
+/// generation mode "none", so the link gets no fe80:: address (nor its
+/// duplicate address detection and MLD join) when it comes up. Must come
+/// before the link goes up; the kernel refuses it at creation.
+pub(crate) fn set_no_link_local(index: u32) -> Request {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]));
+    Request::new(
+        RouteNetlinkMessage::SetLink(msg),
+        0,
+        format!("set link {index} IPv6 address generation none"),
     )
 }
 

@@ -133,6 +133,19 @@ fn dual_stack_pods_reach_each_other() {
     assert!(ping(&a.ns, &addr(&rb, 1)), "a -> b over IPv6");
     assert!(ping(&b.ns, &addr(&ra, 1)), "b -> a over IPv6");
     assert!(ping(&node.ns, &addr(&ra, 1)), "node -> a over IPv6");
+    // The host ends forward IPv6 without an address of their own (no
+    // fe80::, no DAD, no MLD); the pod ends keep their link-local.
+    for link in node.weft_links() {
+        let v6 = node
+            .ns
+            .ip(&["-6", "-o", "addr", "show", "dev", &link])
+            .unwrap();
+        assert!(v6.trim().is_empty(), "{link} has IPv6 addresses: {v6}");
+    }
+    let pod_v6 =
+        a.ns.ip(&["-6", "-o", "addr", "show", "dev", "eth0"])
+            .unwrap();
+    assert!(pod_v6.contains("fe80::"), "pod eth0: {pod_v6}");
     let mut c = conf.clone();
     c["prevResult"] = ra.clone();
     node.weft("CHECK", &a, &c).ok();

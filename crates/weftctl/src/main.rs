@@ -73,6 +73,12 @@ enum Bench {
         /// Measure the reference plugins only.
         #[arg(long)]
         only_reference: bool,
+        /// Parent of the work directory holding both plugins' dataDirs
+        /// (default: a tmpfs, as weft's default dataDir /run/weft/ipam is in
+        /// production: /run if tmpfs, else /dev/shm; e.g. /var/tmp for a
+        /// disk filesystem).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
     },
     /// TCP throughput (iperf3): pod to pod on one node and across nodes with
     /// vxlan and host-gw, against node to node over the underlay.
@@ -200,8 +206,9 @@ fn run_bench(bench: Bench) -> Result<serde_json::Value> {
             reference_dir,
             warmup,
             only_reference,
+            work_dir,
         } => {
-            let opts = weft_bench::cni::CniBenchOpts {
+            let mut opts = weft_bench::cni::CniBenchOpts {
                 pods,
                 weft_bin: match weft {
                     Some(p) => p,
@@ -212,6 +219,9 @@ fn run_bench(bench: Bench) -> Result<serde_json::Value> {
                 only_reference,
                 ..Default::default()
             };
+            if let Some(dir) = work_dir {
+                opts.work_dir = dir;
+            }
             weft_bench::cni::run(&opts)
         }
         Bench::Throughput {

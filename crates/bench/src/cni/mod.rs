@@ -12,7 +12,7 @@
 mod invoke;
 mod setup;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -50,10 +50,18 @@ pub struct CniBenchOpts {
     pub only_reference: bool,
     /// Pod CIDRs in weft's config. IPv4 only by default, like the reference.
     pub weft_pod_cidrs: Vec<String>,
-    /// Parent of the private work directory holding the plugins' dataDirs.
-    /// Default /var/tmp: a disk filesystem as /var/lib/cni is in production
-    /// (/tmp may be tmpfs, where fsync costs nothing).
+    /// Parent of the private work directory holding both plugins' dataDirs.
+    /// Default: a tmpfs, the filesystem of weft's default dataDir in
+    /// production (/run on a systemd host): /run when it is tmpfs here,
+    /// /dev/shm otherwise. The reference gets the same filesystem, so
+    /// neither side pays for storage the other does not. The report names
+    /// the filesystem (`data_dir_fs`).
     pub work_dir: PathBuf,
+    /// Parent of the private directory weft is installed into, its
+    /// `CNI_PATH`. Default /var/tmp: a disk filesystem, as /opt/cni/bin
+    /// and the reference's /usr/lib/cni are (an executable on tmpfs starts
+    /// slower). The report names it (`plugin_fs`).
+    pub bin_dir: PathBuf,
     /// A plugin process still running after this is killed and the run fails.
     pub timeout: Duration,
 }
@@ -71,9 +79,47 @@ impl Default for CniBenchOpts {
             warmup: 5,
             only_reference: false,
             weft_pod_cidrs: vec!["10.244.0.0/16".into()],
-            work_dir: PathBuf::from("/var/tmp"),
+            work_dir: default_work_dir(),
+            bin_dir: PathBuf::from("/var/tmp"),
             timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// Installs the plugin into `bin_dir` as a node gets it: through
+/// `weft_cni::install` (what `weftctl install-cni` runs), with a conflist
+/// holding `config`. The runtime executes that installed copy, as the
+/// reference's from its package, never the build output: a file the linker
+/// wrote through mmap starts about 0.25 ms slower per exec here than the
+/// same bytes written in one go.
+fn install_weft(
+    bin: &Path,
+    config: &Value,
+    bin_dir: &Path,
+    conf_dir: &Path,
+) -> Result<weft_cni::install::Installed> {
+    let mut plugin = config.as_object().cloned().unwrap_or_default();
+    let list = json!({
+        "cniVersion": plugin.remove("cniVersion"),
+        "name": plugin.remove("name"),
+        "plugins": [plugin],
+    });
+    let source = conf_dir.join("source.conflist");
+    std::fs::write(&source, serde_json::to_vec_pretty(&list)?)
+        .with_context(|| format!("write {}", source.display()))?;
+    let installed = weft_cni::install::install(bin, &source, bin_dir, conf_dir)
+        .with_context(|| format!("install {}", bin.display()))?;
+    std::fs::remove_file(&source).with_context(|| format!("remove {}", source.display()))?;
+    Ok(installed)
+}
+
+/// /run when it is tmpfs (a systemd host), else /dev/shm (tmpfs everywhere).
+fn default_work_dir() -> PathBuf {
+    let run = PathBuf::from("/run");
+    if setup::fs_type(&run) == "tmpfs" {
+        run
+    } else {
+        PathBuf::from("/dev/shm")
     }
 }
 
@@ -110,6 +156,7 @@ pub fn run(opts: &CniBenchOpts) -> Result<Value> {
     // Declared first, dropped last: signals stay handled during cleanup.
     let supervisor = Supervisor::start()?;
     let work = WorkDir::create(&opts.work_dir)?;
+    let bin_work = WorkDir::create(&opts.bin_dir)?;
     let logs = work.subdir("logs")?;
 
     let ref_config = json!({
@@ -136,20 +183,19 @@ pub fn run(opts: &CniBenchOpts) -> Result<Value> {
     // The reference first: its side runs also when weft's cannot.
     let mut sides = vec![Side::new("reference", "r", reference, opts.pods)?];
     if let Some(bin) = &weft_bin {
-        let cni_path = work.subdir("weft-cni-bin")?;
-        let exe = cni_path.join("weft");
-        std::os::unix::fs::symlink(bin, &exe)
-            .with_context(|| format!("symlink {}", exe.display()))?;
+        let config = json!({
+            "cniVersion": "1.1.0",
+            "name": "weftbench",
+            "type": "weft",
+            "podCIDRs": opts.weft_pod_cidrs,
+            "dataDir": work.subdir("weft")?,
+        });
+        let cni_path = bin_work.path().to_path_buf();
+        let installed = install_weft(bin, &config, &cni_path, &work.subdir("weft-net.d")?)?;
         let weft = Plugin {
-            exe,
+            exe: installed.plugin,
             cni_path,
-            config: json!({
-                "cniVersion": "1.1.0",
-                "name": "weftbench",
-                "type": "weft",
-                "podCIDRs": opts.weft_pod_cidrs,
-                "dataDir": work.subdir("weft")?,
-            }),
+            config,
             stderr_log: logs.join("weft.stderr"),
         };
         sides.push(Side::new("weft", "w", weft, opts.pods)?);
@@ -166,7 +212,7 @@ pub fn run(opts: &CniBenchOpts) -> Result<Value> {
     })
     .with_context(|| interrupted_hint(&supervisor))?;
 
-    let report = report(opts, &sides, weft_bin.as_ref(), &work);
+    let report = report(opts, &sides, weft_bin.as_ref(), &work, &bin_work);
     // Explicit order: namespaces, then the work directory, then signals.
     drop(sides);
     drop(work);
@@ -285,6 +331,7 @@ fn report(
     sides: &[Side],
     weft_bin: Option<&PathBuf>,
     work: &WorkDir,
+    bin_work: &WorkDir,
 ) -> Value {
     let find = |label: &str| sides.iter().find(|s| s.label == label);
     let reference = find("reference").map(summaries);
@@ -326,6 +373,8 @@ fn report(
         "timing": "wall time per plugin process, spawn to exit, plugin run in a node netns via a setns'd spawning thread",
         "machine": crate::machine::machine(),
         "data_dir_fs": setup::fs_type(work.path()),
+        "plugin_fs": setup::fs_type(bin_work.path()),
+        "reference_fs": setup::fs_type(&opts.reference_dir),
         "weft": weft.map(|(add, del)| json!({
             "bin": weft_bin,
             "config": config("weft"),

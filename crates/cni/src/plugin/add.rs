@@ -146,11 +146,17 @@ fn configure(
     } = pair;
 
     // One batch per namespace, applied in order by the kernel: addresses and
-    // neighbours, the pod's link up (the host end already is), then routes
-    // (IPv4 refuses a route through a link that is down).
+    // neighbours, the links up, then routes (IPv4 refuses a route through a
+    // link that is down). The host end gets no IPv6 link-local address: it
+    // never speaks NDP (both sides hold static neighbours) and forwards
+    // without one, and skipping it saves the kernel the address, its
+    // duplicate address detection and the MLD join on every ADD.
     let mut in_pod = Batch::new();
     let mut on_host = Batch::new();
-    on_host.set_alias(host_index, &host_alias(&conf.name, cid, ifname));
+    on_host
+        .set_alias(host_index, &host_alias(&conf.name, cid, ifname))
+        .set_no_link_local(host_index)
+        .set_up(host_index);
     for ip in &alloc.ips {
         in_pod
             .add_address(pod_index, host_prefix(*ip), true)

@@ -12,10 +12,13 @@ use crate::wire::error::{CniError, TRY_AGAIN_LATER};
 /// it describes this boot's agent and must not outlive it.
 pub const DEFAULT_NODE_STATE_FILE: &str = "/run/weft/node.json";
 
-/// Where address reservations live unless `dataDir` says otherwise. On disk,
-/// not tmpfs: an address in use must never be handed out twice, whatever
-/// restarts or crashes in between (see README, "Where state lives").
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/weft/ipam";
+/// Where address reservations live unless `dataDir` says otherwise. Under
+/// /run (tmpfs): a reservation lives exactly as long as the pod's sandbox,
+/// which never outlives the boot, so the reboot that empties /run also ends
+/// every pod that held an address. On disk, each reboot would leave every
+/// address reserved until a sweep (host-local's known leak). Plugin, agent
+/// and runtime restarts keep it (see README, "Where state lives").
+pub const DEFAULT_DATA_DIR: &str = "/run/weft/ipam";
 
 /// The pod interface MTU when neither the config nor the node state has one.
 pub const DEFAULT_MTU: u32 = 1500;

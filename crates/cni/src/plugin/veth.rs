@@ -24,8 +24,10 @@ pub struct Pair {
     pub pod_index: u32,
 }
 
-/// Creates the pair for the attachment `env` names: the host end up, the
-/// pod end down (the kernel refuses to open it before the pair is joined).
+/// Creates the pair for the attachment `env` names, both ends down: the
+/// host end comes up in the node-side batch, after its IPv6 address
+/// generation is switched off (it needs no fe80:: address; see `add`), and
+/// the kernel refuses to open the pod end before the pair is joined.
 ///
 /// Creates first and looks only when a name is taken, so the common case is
 /// one round trip: the kernel echoes the host end with both indexes.
@@ -48,10 +50,10 @@ pub fn create(env: &Env, mtu: u32, pod_ns: &Netns) -> Result<Pair, CniError> {
         alias: None,
     };
     let mut host = Handle::new().map_err(|e| kernel("open netlink", e))?;
-    let created = match host.create_veth_echo(&host_end, &pod_end, pod_ns, true) {
+    let created = match host.create_veth_echo(&host_end, &pod_end, pod_ns, false) {
         Err(e) if e.is_exists() => {
             replace_previous(env, &mut host, &host_if, pod_ns)?;
-            host.create_veth_echo(&host_end, &pod_end, pod_ns, true)
+            host.create_veth_echo(&host_end, &pod_end, pod_ns, false)
                 .map_err(|e| kernel("create veth pair", e))?
         }
         other => other.map_err(|e| kernel("create veth pair", e))?,
