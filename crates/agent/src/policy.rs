@@ -14,7 +14,7 @@
 //! The table is kept by [`crate::stamped`]: a hash stamp in set
 //! [`STATE_SET`], the whole table first or on mismatch, deltas afterwards.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use tracing::{info, instrument};
@@ -51,6 +51,9 @@ pub struct PolicyReport {
 pub struct PolicyState {
     table: StampedTable,
     compiler: Compiler,
+    /// The addresses of local pods that no policy selects, in either
+    /// direction, as of the last pass.
+    open: BTreeSet<IpAddr>,
 }
 
 impl PolicyState {
@@ -58,6 +61,13 @@ impl PolicyState {
     /// with the desired hash (and adopts an equal table).
     pub fn new() -> PolicyState {
         PolicyState::default()
+    }
+
+    /// The addresses of this node's attached pods that no NetworkPolicy
+    /// selects in either direction (as of the last pass): the policy
+    /// chains accept anything to and from them. Unknown pods are not open.
+    pub fn open_pods(&self) -> &BTreeSet<IpAddr> {
+        &self.open
     }
 
     /// Brings table `inet weft-policy` to `ruleset`: a delta against what
@@ -91,6 +101,20 @@ pub fn reconcile_policy(
     };
     let ruleset = state.compiler.compile(view, &inputs);
     let stats = ruleset.stats();
+    // A pod some policy selects has an entry in the ingress or egress map
+    // of its family.
+    let selected: BTreeSet<IpAddr> = ["ingress4", "egress4", "ingress6", "egress6"]
+        .iter()
+        .filter_map(|m| ruleset.maps.get(*m))
+        .flat_map(|m| m.elements.keys())
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    state.open = inputs
+        .pods
+        .iter()
+        .flat_map(|p| p.ips.iter().copied())
+        .filter(|ip| !selected.contains(ip))
+        .collect();
     let action = state.apply(kernel, ruleset)?;
     let report = PolicyReport {
         action,

@@ -244,3 +244,48 @@ fn reconcile_policy_isolates_a_local_pod_under_deny_all() {
     let again = reconcile_policy(&mut k, &mut state, &view, &me).unwrap();
     assert_eq!(again.action, PolicyAction::Unchanged);
 }
+
+/// The fast path serves only pods the policy chains accept anything for:
+/// attached, known to the model, and selected by no policy.
+#[test]
+fn open_pods_are_the_attached_pods_no_policy_selects() {
+    let mut k = FakeKernel::with_underlay(2, "eth0", 1500, &[net("192.168.1.1/24")]);
+    k.links.push(link(5, "weft0a1b2c3d4e5", "veth"));
+    k.links.push(link(6, "weftfffffffffff", "veth"));
+    k.routes.push(host_route("10.244.1.5/32", 5));
+    k.routes.push(host_route("10.244.1.6/32", 6));
+    // Attached but not (yet) in the model: not open.
+    k.routes.push(host_route("10.244.1.9/32", 6));
+    let me = node("n1", &["10.244.1.0/24"], &["192.168.1.1"], true);
+    let mut a = pod("a", "n1", &["10.244.1.5"]);
+    a.labels = [("app", "db")].into_iter().collect();
+    let ns = weft_model::Namespace {
+        name: "default".into(),
+        labels: Default::default(),
+    };
+    let mut view = PolicyView {
+        namespaces: vec![ns],
+        pods: vec![a, pod("b", "n1", &["10.244.1.6"])],
+        policies: Vec::new(),
+        nodes: vec![me.clone()],
+    };
+    let mut state = PolicyState::new();
+    reconcile_policy(&mut k, &mut state, &view, &me).unwrap();
+    let ips = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.parse().unwrap())
+            .collect::<BTreeSet<IpAddr>>()
+    };
+    assert_eq!(*state.open_pods(), ips(&["10.244.1.5", "10.244.1.6"]));
+    // An egress-only policy on app=db: pod a is no longer open.
+    let egress = NetworkPolicy::from_value(&serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "db-egress", "namespace": "default"},
+        "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Egress"]},
+    }))
+    .unwrap();
+    view.policies.push(egress);
+    reconcile_policy(&mut k, &mut state, &view, &me).unwrap();
+    assert_eq!(*state.open_pods(), ips(&["10.244.1.6"]));
+}

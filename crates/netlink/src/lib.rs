@@ -30,6 +30,7 @@ mod ns;
 mod route;
 mod socket;
 mod sysctl;
+mod tc;
 mod vxlan;
 
 pub use batch::Batch;

@@ -1,6 +1,7 @@
 //! `weftd`: the weft node agent. Parses its flags and runs the agent loop
 //! (crates/agent) over the chosen source.
 
+mod fastpath;
 mod health;
 mod run;
 mod source;
@@ -71,6 +72,17 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// The BPF fast path for TCP between pods on different nodes (tc
+    /// programs on the pod veths and the uplinks): `on`, or `off` for the
+    /// kernel's forwarding path only.
+    #[arg(long, value_enum, default_value = "on")]
+    fast_path: Toggle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Toggle {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -129,6 +141,7 @@ fn main() -> Result<()> {
             resync,
             sweep_grace: Duration::from_secs(args.sweep_grace_secs),
             status_file: args.status_file,
+            fast_path: args.fast_path == Toggle::On,
         },
         health,
         source.as_mut(),

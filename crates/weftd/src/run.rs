@@ -17,6 +17,7 @@ use weft_datastore::Snapshot;
 use weft_ipam::Store;
 use weft_policy::PolicyView;
 
+use crate::fastpath::FastPathState;
 use crate::health::Health;
 use crate::source::{Applied, Source, Versioned};
 use crate::status;
@@ -35,6 +36,8 @@ pub struct LoopConfig {
     pub sweep_grace: Duration,
     /// Where to write the outcome of every pass, if anywhere.
     pub status_file: Option<PathBuf>,
+    /// Run the BPF fast path ([`crate::fastpath`]).
+    pub fast_path: bool,
 }
 
 /// Runs until killed. The kernel state outlives the process on purpose:
@@ -47,6 +50,9 @@ pub fn run(
 ) -> Result<()> {
     let mut kernel = NetlinkKernel::new().context("open netlink")?;
     let mut state = PassState::default();
+    if lc.fast_path {
+        state.fast_path = Some(FastPathState::new()?);
+    }
     loop {
         let error = match pass(&cfg, &lc, source, &mut kernel, &mut state) {
             Ok(summary) => {
@@ -91,6 +97,8 @@ struct PassState {
     rejected: Vec<(String, String)>,
     /// What the last successful pass applied.
     applied: Option<Applied>,
+    /// The BPF fast path, when on.
+    fast_path: Option<FastPathState>,
 }
 
 fn pass(
@@ -185,6 +193,15 @@ fn pass(
         &cfg.cluster_cidrs,
     )
     .context("reconcile Services")?;
+    // Last: it follows the policy pass's view of which pods are open, and
+    // everything it speeds up also works without it.
+    let fast = match &mut state.fast_path {
+        Some(fp) => Some(
+            fp.sync(&want, state.policy.open_pods())
+                .context("reconcile the fast path")?,
+        ),
+        None => None,
+    };
 
     let node_state = NodeState {
         node: Some(cfg.node_name.clone()),
@@ -215,13 +232,17 @@ fn pass(
 
     state.applied = Some(Applied { revision, digest });
     Ok(format!(
-        "revision {} applied; policy: {} policies over {} local pods ({:?}); services: {} ({:?})",
+        "revision {} applied; policy: {} policies over {} local pods ({:?}); services: {} ({:?}); fast path: {}",
         revision,
         policy.policies,
         policy.local_pods,
         policy.action,
         services.services,
-        services.action
+        services.action,
+        match fast {
+            Some(f) => format!("{} open pods, {} remote CIDRs", f.open_pods, f.remote_cidrs),
+            None => "off".into(),
+        }
     ))
 }
 

@@ -1,0 +1,169 @@
+//! Keeps this node's BPF fast path (`weft_bpf`) in step with the node:
+//! `from_pod` on every pod veth, `to_pod` on the underlay interface and the
+//! VXLAN device, the local pod map from the plugin's permanent neighbour
+//! entries (pod address → veth and MAC) restricted to the pods the policy
+//! pass found open, and the remote CIDR map from the desired routes.
+//!
+//! The programs and maps are this process's: a restarted agent loads new
+//! ones and replaces the filters on its first pass (the old programs keep
+//! forwarding until then, with the maps they had). Flows the old maps knew
+//! then take the stack, where conntrack picks them up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+use ipnet::IpNet;
+use tracing::info;
+use weft_agent::{Desired, RouteDev};
+use weft_bpf::{FastPath, LocalPod};
+use weft_netlink::Handle;
+
+/// Host-side veth names the plugin gives pods.
+const POD_VETH_PREFIX: &str = "weft";
+
+/// What one fast path pass did, for the pass summary.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FastPathReport {
+    /// Open local pods in the map.
+    pub open_pods: usize,
+    /// Remote pod CIDRs in the map.
+    pub remote_cidrs: usize,
+    /// Filters attached this pass.
+    pub attached: usize,
+}
+
+/// The fast path and the links its programs are attached to.
+pub struct FastPathState {
+    fp: FastPath,
+    handle: Handle,
+    attached: BTreeSet<u32>,
+}
+
+impl FastPathState {
+    /// Loads the programs (in the calling thread's namespace) over the
+    /// maps of a fast path already running here (a restart: its flows stay
+    /// fast), or over new maps.
+    pub fn new() -> Result<FastPathState> {
+        let mut handle = Handle::new().context("open netlink")?;
+        let mut fp = None;
+        for link in handle.links().context("list links")? {
+            let Some((id, name)) = handle
+                .bpf_ingress_program(link.index)
+                .with_context(|| format!("list filters of {}", link.name))?
+            else {
+                continue;
+            };
+            if !name.starts_with("weft_") {
+                continue;
+            }
+            if let Some(adopted) = FastPath::adopt(id).context("take over the running fast path")? {
+                info!(
+                    link = link.name,
+                    program = id,
+                    "took over the running fast path's maps"
+                );
+                fp = Some(adopted);
+                break;
+            }
+        }
+        let fp = match fp {
+            Some(fp) => fp,
+            None => FastPath::new().context("load the BPF fast path")?,
+        };
+        Ok(FastPathState {
+            fp,
+            handle,
+            attached: BTreeSet::new(),
+        })
+    }
+
+    /// One pass: maps to the node's state, programs on every link that
+    /// needs one.
+    pub fn sync(&mut self, want: &Desired, open: &BTreeSet<IpAddr>) -> Result<FastPathReport> {
+        let links = self.handle.links().context("list links")?;
+        let present: BTreeSet<u32> = links.iter().map(|l| l.index).collect();
+        self.attached.retain(|i| present.contains(i));
+
+        let mut local = BTreeMap::new();
+        let mut pod_links = Vec::new();
+        for link in links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("veth") && l.name.starts_with(POD_VETH_PREFIX))
+        {
+            pod_links.push(link.index);
+            let neighbours = self
+                .handle
+                .neighbours(link.index)
+                .with_context(|| format!("list neighbours of {}", link.name))?;
+            for n in neighbours.into_iter().filter(|n| n.permanent) {
+                let IpAddr::V4(ip) = n.ip else { continue };
+                if !open.contains(&n.ip) {
+                    continue;
+                }
+                local.insert(
+                    ip,
+                    LocalPod {
+                        host_ifindex: link.index,
+                        pod_mac: n.mac,
+                        host_mac: link.mac.unwrap_or_default(),
+                        open: true,
+                    },
+                );
+            }
+        }
+        let vxlan_index = links
+            .iter()
+            .find(|l| l.name == want.vxlan_name)
+            .map(|l| l.index);
+        let mut remote = BTreeMap::new();
+        for route in &want.routes {
+            let IpNet::V4(net) = route.dst else { continue };
+            let index = match route.dev {
+                RouteDev::Underlay => Some(want.underlay_index),
+                RouteDev::Vxlan => vxlan_index,
+            };
+            if let Some(index) = index {
+                remote.insert(net, index);
+            }
+        }
+        self.fp
+            .sync_local(&local)
+            .context("update the local pod map")?;
+        self.fp
+            .sync_remote(&remote)
+            .context("update the remote CIDR map")?;
+
+        let mut attached = 0;
+        let uplinks = [Some(want.underlay_index), vxlan_index];
+        let wanted = pod_links
+            .iter()
+            .map(|i| (*i, true))
+            .chain(uplinks.into_iter().flatten().map(|i| (i, false)));
+        for (index, from_pod) in wanted {
+            if self.attached.contains(&index) {
+                continue;
+            }
+            let (prog, name) = if from_pod {
+                (self.fp.from_pod(), "weft_from_pod")
+            } else {
+                (self.fp.to_pod(), "weft_to_pod")
+            };
+            self.handle
+                .ensure_clsact(index)
+                .and_then(|()| self.handle.attach_bpf_ingress(index, prog.raw_fd(), name))
+                .with_context(|| format!("attach {name} to link {index}"))?;
+            self.attached.insert(index);
+            attached += 1;
+        }
+        let report = FastPathReport {
+            open_pods: local.len(),
+            remote_cidrs: remote.len(),
+            attached,
+        };
+        if attached > 0 {
+            info!(?report, "fast path attached");
+        }
+        Ok(report)
+    }
+}
