@@ -75,6 +75,9 @@ fn vxlan_cluster(bin: &Path, ds: Datastore) {
     let layout = &lab.layout;
     let step = |name: &str, f: &dyn Fn()| step(&named(ds, name), f);
     step("vxlan/full_mesh", &|| full_mesh(layout));
+    step("vxlan/fast_path_attached", &|| {
+        fast_path_attached(layout, true)
+    });
     step("vxlan/routes", &|| {
         routes_use(layout, "node1", |_| Via::Vxlan)
     });
@@ -101,6 +104,9 @@ fn host_gw_cluster(bin: &Path) {
     let lab = up(bin, "host-gw", 1, Datastore::File);
     let layout = &lab.layout;
     step("host-gw/full_mesh", || full_mesh(layout));
+    step("host-gw/fast_path_attached", || {
+        fast_path_attached(layout, false)
+    });
     step("host-gw/routes", || {
         routes_use(layout, "node1", |_| Via::Underlay)
     });
@@ -286,6 +292,55 @@ fn full_mesh(layout: &Layout) {
                     probe::render(&records)
                 ),
             );
+        }
+    }
+}
+
+/// Every node runs the BPF fast path (the full mesh above passed with it):
+/// `weft_from_pod` on each pod veth, `weft_to_pod` on the uplink and, with
+/// VXLAN, on the VXLAN device. (That it carries TCP past the nodes' stacks
+/// is `weft-bpf`'s kernel test; the throughput benchmark measures it.)
+fn fast_path_attached(layout: &Layout, vxlan: bool) {
+    let state = LabState::require(layout).unwrap();
+    let filter = |netns: &str, dev: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", netns, "tc", "filter", "show", "dev", dev, "ingress",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for node in &state.nodes {
+        let mut uplinks = vec!["eth0"];
+        if vxlan {
+            uplinks.push("weft.vxlan"); // weftd's default VXLAN device
+        }
+        for dev in uplinks {
+            let f = filter(&node.netns, dev);
+            if !f.contains("weft_to_pod") {
+                fail(
+                    layout,
+                    &format!("{}: no weft_to_pod on {dev}: {f}", node.name),
+                );
+            }
+        }
+        let links = netns::ip_in(&node.netns, &["-o", "link", "show", "type", "veth"]).unwrap();
+        let pod_veths: Vec<&str> = links
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+            .filter(|n| n.starts_with("weft"))
+            .collect();
+        assert!(!pod_veths.is_empty(), "{}: no pod veths", node.name);
+        for dev in pod_veths {
+            let f = filter(&node.netns, dev);
+            if !f.contains("weft_from_pod") {
+                fail(
+                    layout,
+                    &format!("{}: no weft_from_pod on {dev}: {f}", node.name),
+                );
+            }
         }
     }
 }
