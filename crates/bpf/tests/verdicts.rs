@@ -1,0 +1,202 @@
+//! The fast path's decisions, packet by packet, run in the kernel with
+//! `BPF_PROG_TEST_RUN`: which packets go fast (TC_ACT_REDIRECT) and which
+//! take the stack (TC_ACT_OK), and what the programs write. Kernel tier:
+//! needs root (loading programs).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use weft_bpf::{FastPath, LocalPod};
+
+const STACK: u32 = 0;
+const FAST: u32 = 7; // TC_ACT_REDIRECT
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYN_ACK: u8 = 0x12;
+const FIN_ACK: u8 = 0x11;
+
+const OPEN_POD: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 2);
+const OPEN_VETH: u32 = 42;
+const POLICED_POD: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 3);
+const POLICED_VETH: u32 = 43;
+const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 1, 2, 2);
+const POD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const HOST_MAC: [u8; 6] = [0xee; 6];
+
+struct Pkt {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    ttl: u8,
+    proto: u8,
+    frag: u16,
+}
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Pkt {
+    Pkt {
+        src,
+        dst,
+        sport,
+        dport,
+        flags,
+        ttl: 64,
+        proto: 6,
+        frag: 0x4000, // DF
+    }
+}
+
+fn checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl Pkt {
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 54];
+        b[0..6].copy_from_slice(&HOST_MAC);
+        b[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
+        b[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut b[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        ip[6..8].copy_from_slice(&self.frag.to_be_bytes());
+        ip[8] = self.ttl;
+        ip[9] = self.proto;
+        ip[12..16].copy_from_slice(&self.src.octets());
+        ip[16..20].copy_from_slice(&self.dst.octets());
+        let c = checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let t = &mut b[34..54];
+        t[0..2].copy_from_slice(&self.sport.to_be_bytes());
+        t[2..4].copy_from_slice(&self.dport.to_be_bytes());
+        t[12] = 0x50;
+        t[13] = self.flags;
+        b
+    }
+}
+
+fn fast_path() -> FastPath {
+    let fp = FastPath::new().unwrap_or_else(|e| panic!("{e}"));
+    let pod = |host_ifindex, open| LocalPod {
+        host_ifindex,
+        pod_mac: POD_MAC,
+        host_mac: HOST_MAC,
+        open,
+    };
+    let local = BTreeMap::from([
+        (OPEN_POD, pod(OPEN_VETH, true)),
+        (POLICED_POD, pod(POLICED_VETH, false)),
+    ]);
+    fp.sync_local(&local).unwrap();
+    fp.sync_remote(&BTreeMap::from([("10.1.2.0/24".parse().unwrap(), 7)]))
+        .unwrap();
+    fp
+}
+
+fn from_pod(fp: &FastPath, p: &Pkt, ingress: u32) -> (u32, Vec<u8>) {
+    fp.from_pod().test_run(&p.bytes(), ingress).unwrap()
+}
+
+fn to_pod(fp: &FastPath, p: &Pkt) -> (u32, Vec<u8>) {
+    // Arrives on the uplink (any index but a pod veth's).
+    fp.to_pod().test_run(&p.bytes(), 2).unwrap()
+}
+
+#[test]
+fn a_flow_goes_fast_from_its_syn_both_ways_and_a_stale_syn_ack_takes_the_stack() {
+    if !weft_testkit::privileged(
+        "a_flow_goes_fast_from_its_syn_both_ways_and_a_stale_syn_ack_takes_the_stack",
+    ) {
+        return;
+    }
+    let fp = fast_path();
+    let out = |sport, flags| tcp(OPEN_POD, sport, REMOTE_POD, 80, flags);
+    let back = |dport, flags| tcp(REMOTE_POD, 80, OPEN_POD, dport, flags);
+
+    // Before any SYN: a mid-stream packet takes the stack.
+    assert_eq!(from_pod(&fp, &out(1000, ACK), OPEN_VETH).0, STACK);
+    // The SYN opens the flow; the TTL drops by one with a valid checksum.
+    let (verdict, data) = from_pod(&fp, &out(1000, SYN), OPEN_VETH);
+    assert_eq!(verdict, FAST);
+    assert_eq!(data[22], 63, "TTL");
+    assert_eq!(checksum(&data[14..34]), 0, "IPv4 header checksum");
+    assert_eq!(fp.flow_count().unwrap(), 1);
+    // The reply's SYN-ACK establishes it; to_pod writes the pod's MACs.
+    let (verdict, data) = to_pod(&fp, &back(1000, SYN_ACK));
+    assert_eq!(verdict, FAST);
+    assert_eq!(&data[0..6], &POD_MAC);
+    assert_eq!(&data[6..12], &HOST_MAC);
+    assert_eq!(checksum(&data[14..34]), 0);
+    // Then everything of the flow, both ways, to the end.
+    assert_eq!(from_pod(&fp, &out(1000, ACK), OPEN_VETH).0, FAST);
+    assert_eq!(to_pod(&fp, &back(1000, ACK)).0, FAST);
+    assert_eq!(from_pod(&fp, &out(1000, FIN_ACK), OPEN_VETH).0, FAST);
+    assert_eq!(to_pod(&fp, &back(1000, FIN_ACK)).0, FAST);
+
+    // A SYN-ACK for an established flow: the reply of another connection
+    // on the same ports (a Service this node DNATed). It takes the stack,
+    // and so does the rest of that connection.
+    assert_eq!(to_pod(&fp, &back(1000, SYN_ACK)).0, STACK);
+    assert_eq!(fp.flow_count().unwrap(), 0);
+    assert_eq!(from_pod(&fp, &out(1000, ACK), OPEN_VETH).0, STACK);
+    assert_eq!(to_pod(&fp, &back(1000, ACK)).0, STACK);
+
+    // A remote pod's SYN opens a flow from the other side.
+    assert_eq!(to_pod(&fp, &back(2000, SYN)).0, FAST);
+    assert_eq!(from_pod(&fp, &out(2000, SYN_ACK), OPEN_VETH).0, FAST);
+    assert_eq!(to_pod(&fp, &back(2000, ACK)).0, FAST);
+}
+
+#[test]
+fn everything_else_takes_the_stack() {
+    if !weft_testkit::privileged("everything_else_takes_the_stack") {
+        return;
+    }
+    let fp = fast_path();
+    let syn = |src, dst| tcp(src, 1000, dst, 80, SYN);
+    // A source address that is not the one given to the veth it came from.
+    assert_eq!(
+        from_pod(&fp, &syn(OPEN_POD, REMOTE_POD), POLICED_VETH).0,
+        STACK
+    );
+    // A pod under a policy, either way.
+    assert_eq!(
+        from_pod(&fp, &syn(POLICED_POD, REMOTE_POD), POLICED_VETH).0,
+        STACK
+    );
+    assert_eq!(to_pod(&fp, &syn(REMOTE_POD, POLICED_POD)).0, STACK);
+    // Not a remote pod (a ClusterIP, the internet), not from one (a node).
+    assert_eq!(
+        from_pod(&fp, &syn(OPEN_POD, Ipv4Addr::new(10, 96, 0, 1)), OPEN_VETH).0,
+        STACK
+    );
+    assert_eq!(
+        to_pod(&fp, &syn(Ipv4Addr::new(172, 30, 0, 12), OPEN_POD)).0,
+        STACK
+    );
+    // An unknown local address.
+    assert_eq!(
+        to_pod(&fp, &syn(REMOTE_POD, Ipv4Addr::new(10, 1, 1, 9))).0,
+        STACK
+    );
+    // UDP, a fragment, a TTL that would expire.
+    let mut p = syn(OPEN_POD, REMOTE_POD);
+    p.proto = 17;
+    assert_eq!(from_pod(&fp, &p, OPEN_VETH).0, STACK);
+    let mut p = syn(OPEN_POD, REMOTE_POD);
+    p.frag = 0x2000; // more fragments
+    assert_eq!(from_pod(&fp, &p, OPEN_VETH).0, STACK);
+    let mut p = syn(OPEN_POD, REMOTE_POD);
+    p.ttl = 1;
+    assert_eq!(from_pod(&fp, &p, OPEN_VETH).0, STACK);
+    assert_eq!(fp.flow_count().unwrap(), 0, "no flow was admitted");
+}
