@@ -250,4 +250,19 @@ fn open_pods_skip_both_stacks_and_policed_pods_do_not() {
         forwarded_tcp(&n2) > 0,
         "node2 must see its policed pod's flow"
     );
+
+    // The fast path turned off (weftd --fast-path off detaches it): node1's
+    // programs are gone and its stack forwards again.
+    let mut h1 = Handle::in_netns(&netns1).unwrap();
+    for link in [up1, ifindex(&n1.ns, &n1.host_if)] {
+        h1.detach_bpf_ingress(link).unwrap();
+        h1.detach_bpf_ingress(link).unwrap(); // absent is fine
+        assert_eq!(h1.bpf_ingress_program(link).unwrap(), None);
+    }
+    let before = forwarded_tcp(&n1);
+    assert!(transfer(&n1, &n2) > 1_000_000);
+    assert!(
+        forwarded_tcp(&n1) > before,
+        "node1 forwards on its stack again"
+    );
 }

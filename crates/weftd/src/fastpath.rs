@@ -78,6 +78,30 @@ impl FastPathState {
         })
     }
 
+    /// With the fast path off: removes weft's programs from every link, so
+    /// that none keeps running with maps nobody updates any more (a pod a
+    /// policy comes to select must not stay fast). Returns how many.
+    pub fn detach_all() -> Result<usize> {
+        let mut handle = Handle::new().context("open netlink")?;
+        let mut removed = 0;
+        for link in handle.links().context("list links")? {
+            let ours = handle
+                .bpf_ingress_program(link.index)
+                .with_context(|| format!("list filters of {}", link.name))?
+                .is_some_and(|(_, name)| name.starts_with("weft_"));
+            if ours {
+                handle
+                    .detach_bpf_ingress(link.index)
+                    .with_context(|| format!("detach the fast path from {}", link.name))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            info!(links = removed, "fast path off: removed its programs");
+        }
+        Ok(removed)
+    }
+
     /// One pass: maps to the node's state, programs on every link that
     /// needs one.
     pub fn sync(&mut self, want: &Desired, open: &BTreeSet<IpAddr>) -> Result<FastPathReport> {

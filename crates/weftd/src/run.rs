@@ -52,6 +52,8 @@ pub fn run(
     let mut state = PassState::default();
     if lc.fast_path {
         state.fast_path = Some(FastPathState::new()?);
+    } else {
+        FastPathState::detach_all()?;
     }
     loop {
         let error = match pass(&cfg, &lc, source, &mut kernel, &mut state) {
