@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
-use tracing::info;
+use tracing::{info, warn};
 use weft_agent::{Desired, RouteDev};
 use weft_bpf::{FastPath, LocalPod};
 use weft_netlink::Handle;
@@ -57,14 +57,24 @@ impl FastPathState {
             if !name.starts_with("weft_") {
                 continue;
             }
-            if let Some(adopted) = FastPath::adopt(id).context("take over the running fast path")? {
-                info!(
-                    link = link.name,
-                    program = id,
-                    "took over the running fast path's maps"
-                );
-                fp = Some(adopted);
-                break;
+            // Opening another process's program by ID needs CAP_SYS_ADMIN;
+            // without it the new maps start empty and the flows the old ones
+            // knew take the stack.
+            match FastPath::adopt(id) {
+                Ok(Some(adopted)) => {
+                    info!(
+                        link = link.name,
+                        program = id,
+                        "took over the running fast path's maps"
+                    );
+                    fp = Some(adopted);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot take over the running fast path's maps; starting with empty ones");
+                    break;
+                }
             }
         }
         let fp = match fp {

@@ -51,7 +51,19 @@ pub fn run(
     let mut kernel = NetlinkKernel::new().context("open netlink")?;
     let mut state = PassState::default();
     if lc.fast_path {
-        state.fast_path = Some(FastPathState::new()?);
+        // Without CAP_BPF (or a kernel that refuses the programs) the node
+        // runs on the kernel path alone, which is complete; programs an
+        // earlier agent left would run on maps nobody updates, so they go.
+        match FastPathState::new() {
+            Ok(fp) => state.fast_path = Some(fp),
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "BPF fast path unavailable; forwarding on the kernel path only"
+                );
+                FastPathState::detach_all()?;
+            }
+        }
     } else {
         FastPathState::detach_all()?;
     }
