@@ -260,6 +260,18 @@ impl Asm {
         self.push(0, R0, R0, 0, 0)
     }
 
+    /// `dst = imm` for a full 64-bit constant; two instruction slots.
+    pub fn load_imm64(&mut self, dst: Reg, imm: u64) -> &mut Self {
+        self.push(
+            CLASS_LD | MODE_IMM | Size::DW.bits(),
+            dst,
+            R0,
+            0,
+            imm as u32 as i32,
+        );
+        self.push(0, R0, R0, 0, (imm >> 32) as u32 as i32)
+    }
+
     /// `if dst cond imm goto label`.
     pub fn jump_imm(&mut self, cond: Cond, dst: Reg, imm: i32, label: &str) -> &mut Self {
         self.fixups.push((self.insns.len(), label.to_string()));

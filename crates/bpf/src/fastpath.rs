@@ -3,7 +3,13 @@
 //!
 //! - `from_pod`, on the ingress of each pod's host-side veth, sends the
 //!   pod's packets for a remote pod straight out of the link its route uses
-//!   (`bpf_redirect_neigh`: the kernel fills in the next hop's MAC).
+//!   (`bpf_redirect_neigh`: the kernel fills in the next hop's MAC); for a
+//!   VXLAN peer over IPv4 it encapsulates the packet itself (outer IPv4,
+//!   UDP, VXLAN and inner Ethernet headers from a per-peer template,
+//!   `bpf_skb_adjust_room` marking it UDP-tunnelled so GSO segments it as
+//!   the VXLAN device's own) and sends it out of the underlay to the peer,
+//!   skipping the VXLAN device and the outer packet's trip through this
+//!   node's stack; the peer decapsulates with its VXLAN device.
 //! - `to_pod`, on the ingress of the node's uplink (host-gw) or VXLAN
 //!   device, hands packets for a local pod straight to the pod's side of its
 //!   veth (`bpf_redirect_peer`: no backlog queue, no second stack pass).
@@ -50,11 +56,15 @@ use crate::sys::{LoadError, Map, MapKind, PROG_SCHED_CLS, Program};
 const MAP_LOOKUP: i32 = 1;
 const MAP_UPDATE: i32 = 2;
 const MAP_DELETE: i32 = 3;
+const SKB_STORE_BYTES: i32 = 9;
 const L3_CSUM_REPLACE: i32 = 10;
+const GET_HASH_RECALC: i32 = 34;
+const SKB_ADJUST_ROOM: i32 = 50;
 const REDIRECT_NEIGH: i32 = 152;
 const REDIRECT_PEER: i32 = 155;
 
 /// `struct __sk_buff` offsets.
+const SKB_LEN: i16 = 0;
 const SKB_INGRESS_IFINDEX: i16 = 36;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
@@ -72,6 +82,7 @@ const TCP_SPORT: i16 = 34;
 const TCP_DPORT: i16 = 36;
 const TCP_FLAGS: i16 = 47;
 const HEADERS: i32 = 54;
+const ETH_LEN: i32 = 14;
 
 /// Stack slots (offsets from the frame pointer).
 const ST_IFINDEX: i16 = -4;
@@ -80,6 +91,29 @@ const ST_LPM_KEY: i16 = -16;
 const ST_FLOW_KEY: i16 = -32;
 const ST_FLOW_VAL: i16 = -40;
 const ST_L2: i16 = -56;
+const ST_REMOTE: i16 = -64;
+const ST_TOT_LEN: i16 = -72;
+const ST_UDP_LEN: i16 = -70;
+const ST_SPORT: i16 = -68;
+
+/// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet
+/// (14), inserted after the outer Ethernet header.
+const ENCAP_LEN: usize = 50;
+/// `bpf_skb_adjust_room` at the MAC layer, keeping the inner MSS, marking
+/// the packet as UDP-tunnelled IPv4 with an inner Ethernet header (so GSO
+/// segments it as the VXLAN device's own packets).
+const ADJ_ROOM_MAC: i32 = 1;
+const ENCAP_FLAGS: u64 = 1 // BPF_F_ADJ_ROOM_FIXED_GSO
+    | (1 << 1) // BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+    | (1 << 4) // BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+    | (1 << 6) // BPF_F_ADJ_ROOM_ENCAP_L2_ETH
+    | (14 << 56); // BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)
+/// Remote value: ifindex, kind, the peer's underlay address (for whoever
+/// reads the map; the program routes by the template's outer destination),
+/// pad, the 50-byte encapsulation template, pad.
+const REMOTE_VALUE: usize = 72;
+const REMOTE_ROUTE: u32 = 0;
+const REMOTE_VXLAN: u32 = 1;
 
 const FLOW_SYN: i32 = 1;
 const FLOW_ESTABLISHED: i32 = 2;
@@ -151,6 +185,96 @@ impl LocalPod {
     }
 }
 
+/// How packets for a remote pod CIDR leave this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remote {
+    /// Out of `ifindex` by the route's next hop (host-gw, or the VXLAN
+    /// device when it encapsulates).
+    Route {
+        /// The route's output device.
+        ifindex: u32,
+    },
+    /// VXLAN over IPv4, encapsulated by the program itself and sent out of
+    /// the underlay to the peer's address (the peer decapsulates with its
+    /// VXLAN device as usual).
+    Vxlan(VxlanEncap),
+}
+
+/// What `from_pod` writes in front of a packet for a VXLAN peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VxlanEncap {
+    /// The underlay device.
+    pub underlay_ifindex: u32,
+    /// This node's underlay address (the VTEP source).
+    pub local: Ipv4Addr,
+    /// The peer's underlay address.
+    pub peer: Ipv4Addr,
+    /// This node's VXLAN device MAC (inner source).
+    pub local_mac: [u8; 6],
+    /// The peer's VXLAN device MAC (inner destination).
+    pub peer_mac: [u8; 6],
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// UDP destination port.
+    pub port: u16,
+}
+
+impl Remote {
+    fn value(&self) -> [u8; REMOTE_VALUE] {
+        let mut v = [0u8; REMOTE_VALUE];
+        match self {
+            Remote::Route { ifindex } => {
+                v[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+                v[4..8].copy_from_slice(&REMOTE_ROUTE.to_ne_bytes());
+            }
+            Remote::Vxlan(e) => {
+                v[0..4].copy_from_slice(&e.underlay_ifindex.to_ne_bytes());
+                v[4..8].copy_from_slice(&REMOTE_VXLAN.to_ne_bytes());
+                v[8..12].copy_from_slice(&e.peer.octets());
+                v[16..16 + ENCAP_LEN].copy_from_slice(&e.template());
+            }
+        }
+        v
+    }
+}
+
+impl VxlanEncap {
+    /// The outer IPv4, UDP and VXLAN headers and the inner Ethernet header.
+    /// Total and UDP lengths and the UDP source port are filled in per
+    /// packet; the IPv4 checksum is computed with a total length of zero
+    /// (the program adds the length in), the UDP checksum is zero (allowed
+    /// over IPv4; the inner TCP checksum protects the payload).
+    fn template(&self) -> [u8; ENCAP_LEN] {
+        let mut t = [0u8; ENCAP_LEN];
+        t[0] = 0x45;
+        t[8] = 64; // TTL
+        t[9] = 17; // UDP
+        t[12..16].copy_from_slice(&self.local.octets());
+        t[16..20].copy_from_slice(&self.peer.octets());
+        let sum = ipv4_checksum(&t[0..20]);
+        t[10..12].copy_from_slice(&sum.to_be_bytes());
+        t[22..24].copy_from_slice(&self.port.to_be_bytes());
+        t[28] = 0x08; // VXLAN: a valid VNI follows
+        t[32..35].copy_from_slice(&self.vni.to_be_bytes()[1..4]);
+        t[36..42].copy_from_slice(&self.peer_mac);
+        t[42..48].copy_from_slice(&self.local_mac);
+        t[48..50].copy_from_slice(&0x0800u16.to_be_bytes());
+        t
+    }
+}
+
+/// The IPv4 header checksum of `header` (its checksum field zero).
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// The maps and programs of one node's fast path. Dropping it closes the
 /// descriptors; programs attached to links keep running with their maps.
 #[derive(Debug)]
@@ -167,7 +291,7 @@ impl FastPath {
     pub fn new() -> Result<FastPath, Error> {
         let local = Map::create(MapKind::Hash, 4, LOCAL_VALUE, MAX_LOCAL_PODS)
             .map_err(map_err("create local pod map"))?;
-        let remote = Map::create(MapKind::LpmTrie, 8, 4, MAX_REMOTE_CIDRS)
+        let remote = Map::create(MapKind::LpmTrie, 8, REMOTE_VALUE, MAX_REMOTE_CIDRS)
             .map_err(map_err("create remote CIDR map"))?;
         let flows =
             Map::create(MapKind::LruHash, 12, 8, MAX_FLOWS).map_err(map_err("create flow map"))?;
@@ -192,7 +316,7 @@ impl FastPath {
         for (map, code) in maps {
             let slot = match (code, map.sizes()) {
                 (c, (4, LOCAL_VALUE)) if c == MapKind::Hash.code() => &mut local,
-                (c, (8, 4)) if c == MapKind::LpmTrie.code() => &mut remote,
+                (c, (8, REMOTE_VALUE)) if c == MapKind::LpmTrie.code() => &mut remote,
                 (c, (12, 8)) if c == MapKind::LruHash.code() => &mut flows,
                 _ => continue,
             };
@@ -259,9 +383,9 @@ impl FastPath {
         Ok(changed)
     }
 
-    /// Makes the remote CIDR map equal `want` (CIDR → the ifindex its
-    /// route leaves by). Returns how many entries changed.
-    pub fn sync_remote(&self, want: &BTreeMap<Ipv4Net, u32>) -> Result<usize, Error> {
+    /// Makes the remote CIDR map equal `want` (CIDR → how its packets
+    /// leave). Returns how many entries changed.
+    pub fn sync_remote(&self, want: &BTreeMap<Ipv4Net, Remote>) -> Result<usize, Error> {
         let lpm_key = |net: &Ipv4Net| {
             let mut k = [0u8; 8];
             k[0..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
@@ -278,9 +402,9 @@ impl FastPath {
                 changed += 1;
             }
         }
-        for (net, ifindex) in want {
+        for (net, remote) in want {
             let key = lpm_key(net);
-            let value = ifindex.to_ne_bytes();
+            let value = remote.value();
             let current = self
                 .remote
                 .get(&key)
@@ -425,13 +549,19 @@ fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::In
         .store(Size::W, FP, ST_LPM_KEY + 4, R8);
     lookup(&mut a, remote, ST_LPM_KEY);
     a.jump_imm(Cond::Eq, R0, 0, "pass")
+        .store(Size::DW, FP, ST_REMOTE, R0)
         .load(Size::W, R1, R0, 0)
         .store(Size::W, FP, ST_IFINDEX, R1);
     flow(&mut a, flows);
     a.label("fwd");
     decrement_ttl(&mut a);
     fix_checksum(&mut a);
-    a.load(Size::W, R1, FP, ST_IFINDEX)
+    a.load(Size::DW, R7, FP, ST_REMOTE)
+        .load(Size::W, R1, R7, 4)
+        .jump_imm(Cond::Eq, R1, REMOTE_ROUTE as i32, "route");
+    encapsulate(&mut a);
+    a.label("route")
+        .load(Size::W, R1, FP, ST_IFINDEX)
         .mov_imm(R2, 0)
         .mov_imm(R3, 0)
         .mov_imm(R4, 0)
@@ -441,6 +571,85 @@ fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::In
         .mov_imm(R0, 0)
         .exit();
     a.finish()
+}
+
+/// VXLAN encapsulation by the program (R6 = context, R7 = the remote map
+/// value): room for the outer headers, the template written in, lengths,
+/// checksum and source port filled in, then out of the underlay
+/// (`bpf_redirect_neigh` routing the outer packet). Exits.
+fn encapsulate(a: &mut Asm) {
+    a.mov(R1, R6)
+        .mov_imm(R2, ENCAP_LEN as i32)
+        .mov_imm(R3, ADJ_ROOM_MAC)
+        .load_imm64(R4, ENCAP_FLAGS)
+        .call(SKB_ADJUST_ROOM)
+        // Refused (e.g. a GSO type it cannot tunnel): the stack takes it.
+        .jump_imm(Cond::Ne, R0, 0, "pass")
+        .mov(R1, R6)
+        .mov_imm(R2, ETH_LEN)
+        .mov(R3, R7)
+        .alu_imm(Alu::Add, R3, 16)
+        .mov_imm(R4, ENCAP_LEN as i32)
+        .mov_imm(R5, 0)
+        .call(SKB_STORE_BYTES)
+        // Outer total length (skb->len - Ethernet) and UDP length
+        // (- outer IPv4 too), big-endian, byte by byte.
+        .load(Size::W, R8, R6, SKB_LEN)
+        .mov(R1, R8)
+        .alu_imm(Alu::Sub, R1, ETH_LEN)
+        .mov(R2, R1)
+        .alu_imm(Alu::Rsh, R2, 8)
+        .store(Size::B, FP, ST_TOT_LEN, R2)
+        .store(Size::B, FP, ST_TOT_LEN + 1, R1)
+        .mov(R1, R8)
+        .alu_imm(Alu::Sub, R1, ETH_LEN + 20)
+        .mov(R2, R1)
+        .alu_imm(Alu::Rsh, R2, 8)
+        .store(Size::B, FP, ST_UDP_LEN, R2)
+        .store(Size::B, FP, ST_UDP_LEN + 1, R1)
+        .mov(R1, R6)
+        .mov_imm(R2, ETH_LEN + 2)
+        .mov(R3, FP)
+        .alu_imm(Alu::Add, R3, i32::from(ST_TOT_LEN))
+        .mov_imm(R4, 2)
+        .mov_imm(R5, 0)
+        .call(SKB_STORE_BYTES)
+        .mov(R1, R6)
+        .mov_imm(R2, ETH_LEN + 24)
+        .mov(R3, FP)
+        .alu_imm(Alu::Add, R3, i32::from(ST_UDP_LEN))
+        .mov_imm(R4, 2)
+        .mov_imm(R5, 0)
+        .call(SKB_STORE_BYTES)
+        // The template's checksum counts a total length of zero.
+        .mov(R1, R6)
+        .mov_imm(R2, ETH_LEN + 10)
+        .mov_imm(R3, 0)
+        .load(Size::H, R4, FP, ST_TOT_LEN)
+        .mov_imm(R5, 2)
+        .call(L3_CSUM_REPLACE)
+        // UDP source port from the flow hash (ECMP and RSS entropy on the
+        // underlay), in 49152–65535.
+        .mov(R1, R6)
+        .call(GET_HASH_RECALC)
+        // (Stored little-endian: the low byte is the port's high byte.)
+        .alu_imm(Alu::Or, R0, 0x00c0)
+        .store(Size::H, FP, ST_SPORT, R0)
+        .mov(R1, R6)
+        .mov_imm(R2, ETH_LEN + 20)
+        .mov(R3, FP)
+        .alu_imm(Alu::Add, R3, i32::from(ST_SPORT))
+        .mov_imm(R4, 2)
+        .mov_imm(R5, 0)
+        .call(SKB_STORE_BYTES)
+        // Out of the underlay; the kernel routes the outer packet (the
+        // peer may sit behind a router) and fills in the next hop's MAC.
+        .load(Size::W, R1, R7, 0)
+        .mov_imm(R2, 0)
+        .mov_imm(R3, 0)
+        .mov_imm(R4, 0)
+        .call(REDIRECT_NEIGH)
+        .exit();
 }
 
 fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn>, AsmError> {

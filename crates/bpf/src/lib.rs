@@ -7,4 +7,4 @@ pub mod asm;
 pub mod fastpath;
 pub mod sys;
 
-pub use fastpath::{Error, FastPath, LocalPod};
+pub use fastpath::{Error, FastPath, LocalPod, Remote, VxlanEncap};

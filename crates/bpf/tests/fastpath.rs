@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use weft_bpf::{FastPath, LocalPod};
+use weft_bpf::{FastPath, LocalPod, Remote};
 use weft_netlink::Handle;
 use weft_testkit::{NetNs, veth_between};
 
@@ -125,7 +125,7 @@ fn attach(fp: &FastPath, n: &Node, uplink: &str, remote: &str, open: bool) {
     );
     fp.sync_local(&local).unwrap();
     let mut rem = BTreeMap::new();
-    rem.insert(remote.parse().unwrap(), up);
+    rem.insert(remote.parse().unwrap(), Remote::Route { ifindex: up });
     fp.sync_remote(&rem).unwrap();
 }
 

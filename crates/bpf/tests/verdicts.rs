@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use weft_bpf::{FastPath, LocalPod};
+use weft_bpf::{FastPath, LocalPod, Remote};
 
 const STACK: u32 = 0;
 const FAST: u32 = 7; // TC_ACT_REDIRECT
@@ -97,8 +97,11 @@ fn fast_path() -> FastPath {
         (POLICED_POD, pod(POLICED_VETH, false)),
     ]);
     fp.sync_local(&local).unwrap();
-    fp.sync_remote(&BTreeMap::from([("10.1.2.0/24".parse().unwrap(), 7)]))
-        .unwrap();
+    fp.sync_remote(&BTreeMap::from([(
+        "10.1.2.0/24".parse().unwrap(),
+        Remote::Route { ifindex: 7 },
+    )]))
+    .unwrap();
     fp
 }
 
@@ -199,4 +202,70 @@ fn everything_else_takes_the_stack() {
     p.ttl = 1;
     assert_eq!(from_pod(&fp, &p, OPEN_VETH).0, STACK);
     assert_eq!(fp.flow_count().unwrap(), 0, "no flow was admitted");
+}
+
+/// For a VXLAN peer, `from_pod` encapsulates itself: the outer IPv4, UDP
+/// and VXLAN headers and the inner Ethernet header the peer's VXLAN device
+/// expects, with lengths and checksum filled in.
+#[test]
+fn vxlan_peers_get_the_packet_encapsulated() {
+    if !weft_testkit::privileged("vxlan_peers_get_the_packet_encapsulated") {
+        return;
+    }
+    let fp = fast_path();
+    let encap = weft_bpf::VxlanEncap {
+        underlay_ifindex: 3,
+        local: Ipv4Addr::new(172, 30, 0, 11),
+        peer: Ipv4Addr::new(172, 30, 0, 12),
+        local_mac: [0x02, 0xaa, 0, 0, 0, 1],
+        peer_mac: [0x02, 0xbb, 0, 0, 0, 2],
+        vni: 0x123456,
+        port: 8472,
+    };
+    fp.sync_remote(&BTreeMap::from([(
+        "10.1.2.0/24".parse().unwrap(),
+        Remote::Vxlan(encap),
+    )]))
+    .unwrap();
+    let syn = tcp(OPEN_POD, 1000, REMOTE_POD, 80, SYN).bytes();
+    let (verdict, out) = fp.from_pod().test_run(&syn, OPEN_VETH).unwrap();
+    assert_eq!(verdict, FAST);
+    assert_eq!(out.len(), syn.len() + 50);
+    assert_eq!(&out[12..14], &[0x08, 0x00], "outer EtherType");
+    let outer = &out[14..34];
+    assert_eq!(outer[0], 0x45);
+    assert_eq!(
+        u16::from_be_bytes([outer[2], outer[3]]),
+        (out.len() - 14) as u16
+    );
+    assert_eq!(outer[9], 17, "UDP");
+    assert_eq!(&outer[12..16], &[172, 30, 0, 11]);
+    assert_eq!(&outer[16..20], &[172, 30, 0, 12]);
+    assert_eq!(checksum(outer), 0, "outer IPv4 checksum");
+    let udp = &out[34..42];
+    assert!(u16::from_be_bytes([udp[0], udp[1]]) >= 49152, "source port");
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 8472);
+    assert_eq!(
+        u16::from_be_bytes([udp[4], udp[5]]),
+        (out.len() - 34) as u16
+    );
+    assert_eq!(&out[42..50], &[0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0], "VXLAN");
+    assert_eq!(&out[50..56], &[0x02, 0xbb, 0, 0, 0, 2], "inner destination");
+    assert_eq!(&out[56..62], &[0x02, 0xaa, 0, 0, 0, 1], "inner source");
+    assert_eq!(&out[62..64], &[0x08, 0x00]);
+    // The inner packet follows, routed (TTL one less, checksum valid).
+    assert_eq!(
+        &out[64..],
+        &{
+            let mut inner = syn[14..].to_vec();
+            inner[8] = 63;
+            let c = {
+                inner[10] = 0;
+                inner[11] = 0;
+                checksum(&inner[..20])
+            };
+            inner[10..12].copy_from_slice(&c.to_be_bytes());
+            inner
+        }[..]
+    );
 }

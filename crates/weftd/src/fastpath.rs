@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use ipnet::IpNet;
 use tracing::{info, warn};
 use weft_agent::{Desired, RouteDev};
-use weft_bpf::{FastPath, LocalPod};
+use weft_bpf::{FastPath, LocalPod, Remote, VxlanEncap};
 use weft_netlink::Handle;
 
 /// Host-side veth names the plugin gives pods.
@@ -31,6 +31,30 @@ pub struct FastPathReport {
     pub remote_cidrs: usize,
     /// Filters attached this pass.
     pub attached: usize,
+}
+
+/// What the program needs to encapsulate for the peer whose overlay gateway
+/// is `gateway` itself: over an IPv4 underlay, the peer's VTEP MAC (its
+/// neighbour entry) and underlay address (its FDB entry). `None` (IPv6
+/// underlay, or an entry missing) leaves encapsulation to the VXLAN device.
+fn vxlan_encap(want: &Desired, gateway: IpAddr) -> Option<VxlanEncap> {
+    let spec = want.vxlan.as_ref()?;
+    let IpAddr::V4(local) = spec.local else {
+        return None;
+    };
+    let peer_mac = want.neighbours.iter().find(|n| n.ip == gateway)?.mac;
+    let IpAddr::V4(peer) = want.fdb.iter().find(|f| f.mac == peer_mac)?.dst else {
+        return None;
+    };
+    Some(VxlanEncap {
+        underlay_ifindex: want.underlay_index,
+        local,
+        peer,
+        local_mac: spec.mac?,
+        peer_mac,
+        vni: spec.vni,
+        port: spec.port,
+    })
 }
 
 /// The fast path and the links its programs are attached to.
@@ -153,12 +177,16 @@ impl FastPathState {
         let mut remote = BTreeMap::new();
         for route in &want.routes {
             let IpNet::V4(net) = route.dst else { continue };
-            let index = match route.dev {
-                RouteDev::Underlay => Some(want.underlay_index),
-                RouteDev::Vxlan => vxlan_index,
+            let how = match route.dev {
+                RouteDev::Underlay => Some(Remote::Route {
+                    ifindex: want.underlay_index,
+                }),
+                RouteDev::Vxlan => vxlan_encap(want, route.gateway)
+                    .map(Remote::Vxlan)
+                    .or(vxlan_index.map(|ifindex| Remote::Route { ifindex })),
             };
-            if let Some(index) = index {
-                remote.insert(net, index);
+            if let Some(how) = how {
+                remote.insert(net, how);
             }
         }
         self.fp
