@@ -108,9 +108,8 @@ const ENCAP_FLAGS: u64 = 1 // BPF_F_ADJ_ROOM_FIXED_GSO
     | (1 << 4) // BPF_F_ADJ_ROOM_ENCAP_L4_UDP
     | (1 << 6) // BPF_F_ADJ_ROOM_ENCAP_L2_ETH
     | (14 << 56); // BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)
-/// Remote value: ifindex, kind, the peer's underlay address (for whoever
-/// reads the map; the program routes by the template's outer destination),
-/// pad, the 50-byte encapsulation template, pad.
+/// Remote value: ifindex, kind, pad, the 50-byte encapsulation template,
+/// pad.
 const REMOTE_VALUE: usize = 72;
 const REMOTE_ROUTE: u32 = 0;
 const REMOTE_VXLAN: u32 = 1;
@@ -230,7 +229,6 @@ impl Remote {
             Remote::Vxlan(e) => {
                 v[0..4].copy_from_slice(&e.underlay_ifindex.to_ne_bytes());
                 v[4..8].copy_from_slice(&REMOTE_VXLAN.to_ne_bytes());
-                v[8..12].copy_from_slice(&e.peer.octets());
                 v[16..16 + ENCAP_LEN].copy_from_slice(&e.template());
             }
         }

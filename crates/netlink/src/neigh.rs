@@ -48,6 +48,21 @@ impl Handle {
         })
     }
 
+    /// Every IPv4 entry with a 6-byte link-layer address, on all links: one
+    /// dump instead of one per link.
+    pub fn neighbours_v4(&mut self) -> Result<Vec<Neighbour>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        self.dump(
+            RouteNetlinkMessage::GetNeighbour(msg),
+            || "dump IPv4 neighbours".to_string(),
+            |m| match m {
+                RouteNetlinkMessage::NewNeighbour(m) => parse_neighbour(&m),
+                _ => None,
+            },
+        )
+    }
+
     /// Dumps the `family` neighbour table (AF_BRIDGE: the FDB) entries of
     /// link `index`, through `parse`.
     pub(crate) fn dump_neighbours<T>(

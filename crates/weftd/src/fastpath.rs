@@ -143,28 +143,25 @@ impl FastPathState {
         let present: BTreeSet<u32> = links.iter().map(|l| l.index).collect();
         self.attached.retain(|i| present.contains(i));
 
-        let mut local = BTreeMap::new();
-        let mut pod_links = Vec::new();
-        for link in links
+        // Pod veths by ifindex, with their MAC (the pod's gateway MAC).
+        let pod_links: BTreeMap<u32, [u8; 6]> = links
             .iter()
             .filter(|l| l.kind.as_deref() == Some("veth") && l.name.starts_with(POD_VETH_PREFIX))
-        {
-            pod_links.push(link.index);
-            let neighbours = self
-                .handle
-                .neighbours(link.index)
-                .with_context(|| format!("list neighbours of {}", link.name))?;
-            for n in neighbours.into_iter().filter(|n| n.permanent) {
-                let IpAddr::V4(ip) = n.ip else { continue };
-                if !open.contains(&n.ip) {
-                    continue;
-                }
+            .map(|l| (l.index, l.mac.unwrap_or_default()))
+            .collect();
+        let mut local = BTreeMap::new();
+        for n in self.handle.neighbours_v4().context("list neighbours")? {
+            let IpAddr::V4(ip) = n.ip else { continue };
+            let Some(host_mac) = pod_links.get(&n.index) else {
+                continue;
+            };
+            if n.permanent && open.contains(&n.ip) {
                 local.insert(
                     ip,
                     LocalPod {
-                        host_ifindex: link.index,
+                        host_ifindex: n.index,
                         pod_mac: n.mac,
-                        host_mac: link.mac.unwrap_or_default(),
+                        host_mac: *host_mac,
                         open: true,
                     },
                 );
@@ -199,7 +196,7 @@ impl FastPathState {
         let mut attached = 0;
         let uplinks = [Some(want.underlay_index), vxlan_index];
         let wanted = pod_links
-            .iter()
+            .keys()
             .map(|i| (*i, true))
             .chain(uplinks.into_iter().flatten().map(|i| (i, false)));
         for (index, from_pod) in wanted {
