@@ -9,10 +9,28 @@
 //!   `bpf_skb_adjust_room` marking it UDP-tunnelled so GSO segments it as
 //!   the VXLAN device's own) and sends it out of the underlay to the peer,
 //!   skipping the VXLAN device and the outer packet's trip through this
-//!   node's stack; the peer decapsulates with its VXLAN device.
+//!   node's stack.
 //! - `to_pod`, on the ingress of the node's uplink (host-gw) or VXLAN
 //!   device, hands packets for a local pod straight to the pod's side of its
-//!   veth (`bpf_redirect_peer`: no backlog queue, no second stack pass).
+//!   veth (`bpf_redirect_peer`: no backlog queue, no second stack pass). On
+//!   the uplink it also decapsulates VXLAN itself (`bpf_skb_adjust_room`
+//!   shrinking at the MAC layer with the inner MSS kept), sparing the outer
+//!   packet the node's IP input, conntrack, UDP socket and VXLAN device —
+//!   but only a packet exactly as weft's VXLAN devices or programs send it
+//!   (IPv4 without options, no fragment, for this host, no UDP checksum, no
+//!   VXLAN extension flags) and whose outer source, destination, port, VNI
+//!   and inner destination MAC are those of the template for the inner
+//!   source's node: what this node's VXLAN device would accept from that
+//!   peer. Anything else, or a helper refusing, leaves the packet to the
+//!   stack and the VXLAN device, whose `to_pod` then sees it decapsulated —
+//!   the same flow map decides either way, so nodes with and without the
+//!   fast path interoperate.
+//!
+//! A decapsulated GSO packet keeps the UDP-tunnel GSO type and
+//! `skb->encapsulation` (BPF cannot clear them; Calico's eBPF dataplane
+//! decapsulates the same way). It is only ever delivered to a local pod's
+//! TCP, which ignores both; a checksum a NIC verified for the outer packet
+//! is reset, so the pod's stack verifies the inner one itself.
 //!
 //! Both decrement the TTL as a router does. Everything else — other
 //! protocols, IPv6, fragments, IP options, Services (ClusterIPs and node
@@ -65,6 +83,7 @@ const REDIRECT_PEER: i32 = 155;
 
 /// `struct __sk_buff` offsets.
 const SKB_LEN: i16 = 0;
+const SKB_PKT_TYPE: i16 = 4;
 const SKB_INGRESS_IFINDEX: i16 = 36;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
@@ -84,6 +103,14 @@ const TCP_FLAGS: i16 = 47;
 const HEADERS: i32 = 54;
 const ETH_LEN: i32 = 14;
 
+/// Outer packet offsets of VXLAN over IPv4 (the inner frame starts at
+/// `ENCAP_LEN`).
+const UDP_DPORT: i16 = 36;
+const UDP_CSUM: i16 = 40;
+const VXLAN_FLAGS: i16 = 42;
+const VXLAN_VNI: i16 = 46;
+const INNER_DST_MAC: i16 = 50;
+
 /// Stack slots (offsets from the frame pointer).
 const ST_IFINDEX: i16 = -4;
 const ST_POD_KEY: i16 = -8;
@@ -95,6 +122,11 @@ const ST_REMOTE: i16 = -64;
 const ST_TOT_LEN: i16 = -72;
 const ST_UDP_LEN: i16 = -70;
 const ST_SPORT: i16 = -68;
+/// `to_pod`: 1 when the packet arrived VXLAN-encapsulated.
+const ST_DECAP: i16 = -76;
+/// `to_pod`: the outer fields checked against the sender's template —
+/// source, destination, VNI word, UDP port, then the inner destination MAC.
+const ST_OUTER: i16 = -104;
 
 /// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet
 /// (14), inserted after the outer Ethernet header.
@@ -108,9 +140,21 @@ const ENCAP_FLAGS: u64 = 1 // BPF_F_ADJ_ROOM_FIXED_GSO
     | (1 << 4) // BPF_F_ADJ_ROOM_ENCAP_L4_UDP
     | (1 << 6) // BPF_F_ADJ_ROOM_ENCAP_L2_ETH
     | (14 << 56); // BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)
+/// `bpf_skb_adjust_room` removing the outer headers again: the inner MSS
+/// stays what the sender's GSO cut to.
+const DECAP_FLAGS: u64 = 1; // BPF_F_ADJ_ROOM_FIXED_GSO
 /// Remote value: ifindex, kind, pad, the 50-byte encapsulation template,
 /// pad.
 const REMOTE_VALUE: usize = 72;
+/// Where the template starts in the remote value, and the fields of it
+/// `to_pod` checks a decapsulated packet against (this node's address, the
+/// peer's, the UDP port, the VNI word, this node's VXLAN MAC).
+const TEMPLATE: i16 = 16;
+const T_LOCAL: i16 = TEMPLATE + 12;
+const T_PEER: i16 = TEMPLATE + 16;
+const T_PORT: i16 = TEMPLATE + 22;
+const T_VNI: i16 = TEMPLATE + 32;
+const T_LOCAL_MAC: i16 = TEMPLATE + 42;
 const REMOTE_ROUTE: u32 = 0;
 const REMOTE_VXLAN: u32 = 1;
 
@@ -428,8 +472,14 @@ impl FastPath {
 /// and the packet start in R2. Anything else jumps to `pass`.
 fn parse(a: &mut Asm) {
     a.load(Size::W, R2, R6, SKB_DATA)
-        .load(Size::W, R3, R6, SKB_DATA_END)
-        .mov(R4, R2)
+        .load(Size::W, R3, R6, SKB_DATA_END);
+    parse_frame(a);
+}
+
+/// [`parse`] of the frame at R2 (the packet start, or the inner frame of a
+/// VXLAN packet) with R3 = the packet end.
+fn parse_frame(a: &mut Asm) {
+    a.mov(R4, R2)
         .alu_imm(Alu::Add, R4, HEADERS)
         .jump_reg(Cond::Gt, R4, R3, "pass")
         // The fields are read as they lie in memory (network order) by a
@@ -496,28 +546,29 @@ fn flow(a: &mut Asm, flows: &Map) {
 }
 
 /// Reloads the packet (helpers invalidate packet pointers), decrements the
-/// TTL in place and leaves the old and new TTL/protocol words in R4/R5 for
-/// the checksum fix; R2 = the packet start.
-fn decrement_ttl(a: &mut Asm) {
+/// TTL of the IPv4 header `at` bytes past the Ethernet header in place and
+/// leaves the old and new TTL/protocol words in R4/R5 for the checksum fix;
+/// R2 = the packet start.
+fn decrement_ttl(a: &mut Asm, at: i16) {
     a.load(Size::W, R2, R6, SKB_DATA)
         .load(Size::W, R3, R6, SKB_DATA_END)
         .mov(R4, R2)
-        .alu_imm(Alu::Add, R4, HEADERS)
+        .alu_imm(Alu::Add, R4, HEADERS + i32::from(at))
         .jump_reg(Cond::Gt, R4, R3, "pass")
-        .load(Size::H, R4, R2, IP_TTL)
+        .load(Size::H, R4, R2, IP_TTL + at)
         .mov(R5, R4)
         // The TTL is the first byte: the low byte of the little-endian
         // word. It is above 1 (parse checked), so no borrow.
         .alu_imm(Alu::Sub, R5, 1)
-        .store(Size::H, R2, IP_TTL, R5);
+        .store(Size::H, R2, IP_TTL + at, R5);
 }
 
-/// `bpf_l3_csum_replace(skb, IP_CSUM, R4, R5, 2)`.
-fn fix_checksum(a: &mut Asm) {
+/// `bpf_l3_csum_replace(skb, IP_CSUM + at, R4, R5, 2)`.
+fn fix_checksum(a: &mut Asm, at: i16) {
     a.mov(R3, R4)
         .mov(R4, R5)
         .mov(R1, R6)
-        .mov_imm(R2, IP_CSUM)
+        .mov_imm(R2, IP_CSUM + i32::from(at))
         .mov_imm(R5, 2)
         .call(L3_CSUM_REPLACE);
 }
@@ -551,15 +602,15 @@ fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::In
         .load(Size::W, R1, R0, 0)
         .store(Size::W, FP, ST_IFINDEX, R1);
     flow(&mut a, flows);
-    a.label("fwd");
-    decrement_ttl(&mut a);
-    fix_checksum(&mut a);
-    a.load(Size::DW, R7, FP, ST_REMOTE)
+    a.label("fwd")
+        .load(Size::DW, R7, FP, ST_REMOTE)
         .load(Size::W, R1, R7, 4)
         .jump_imm(Cond::Eq, R1, REMOTE_ROUTE as i32, "route");
     encapsulate(&mut a);
-    a.label("route")
-        .load(Size::W, R1, FP, ST_IFINDEX)
+    a.label("route");
+    decrement_ttl(&mut a, 0);
+    fix_checksum(&mut a, 0);
+    a.load(Size::W, R1, FP, ST_IFINDEX)
         .mov_imm(R2, 0)
         .mov_imm(R3, 0)
         .mov_imm(R4, 0)
@@ -572,7 +623,8 @@ fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::In
 }
 
 /// VXLAN encapsulation by the program (R6 = context, R7 = the remote map
-/// value): room for the outer headers, the template written in, lengths,
+/// value): room for the outer headers, the inner TTL decremented, the
+/// template written in, lengths,
 /// checksum and source port filled in, then out of the underlay
 /// (`bpf_redirect_neigh` routing the outer packet). Exits.
 fn encapsulate(a: &mut Asm) {
@@ -581,9 +633,13 @@ fn encapsulate(a: &mut Asm) {
         .mov_imm(R3, ADJ_ROOM_MAC)
         .load_imm64(R4, ENCAP_FLAGS)
         .call(SKB_ADJUST_ROOM)
-        // Refused (e.g. a GSO type it cannot tunnel): the stack takes it.
-        .jump_imm(Cond::Ne, R0, 0, "pass")
-        .mov(R1, R6)
+        // Refused (e.g. a GSO type it cannot tunnel): the stack takes the
+        // packet as it came.
+        .jump_imm(Cond::Ne, R0, 0, "pass");
+    // The inner packet is routed: its TTL drops by one.
+    decrement_ttl(a, ENCAP_LEN as i16);
+    fix_checksum(a, ENCAP_LEN as i16);
+    a.mov(R1, R6)
         .mov_imm(R2, ETH_LEN)
         .mov(R3, R7)
         .alu_imm(Alu::Add, R3, 16)
@@ -652,8 +708,50 @@ fn encapsulate(a: &mut Asm) {
 
 fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn>, AsmError> {
     let mut a = Asm::new();
-    a.mov(R6, R1);
-    parse(&mut a);
+    a.mov(R6, R1)
+        .store_imm(Size::W, FP, ST_DECAP, 0)
+        .load(Size::W, R2, R6, SKB_DATA)
+        .load(Size::W, R3, R6, SKB_DATA_END)
+        .mov(R4, R2)
+        .alu_imm(Alu::Add, R4, ENCAP_LEN as i32 + HEADERS)
+        .jump_reg(Cond::Gt, R4, R3, "frame")
+        .load(Size::H, R4, R2, ETH_PROTO)
+        .jump_imm(Cond::Ne, R4, 0x0008, "frame")
+        .load(Size::B, R4, R2, IP_PROTO)
+        .jump_imm(Cond::Ne, R4, 17, "frame")
+        // UDP: a VXLAN packet for this node as weft's devices send them
+        // (IPv4 without options, not a fragment, no UDP checksum, no VXLAN
+        // extensions), whose fields the sender's template must match once
+        // the inner source is known; anything else is the stack's.
+        .load(Size::W, R4, R6, SKB_PKT_TYPE)
+        .jump_imm(Cond::Ne, R4, 0, "pass") // PACKET_HOST
+        .load(Size::B, R4, R2, IP_VER_IHL)
+        .jump_imm(Cond::Ne, R4, 0x45, "pass")
+        .load(Size::H, R4, R2, IP_FRAG)
+        .alu_imm(Alu::And, R4, 0xff3f)
+        .jump_imm(Cond::Ne, R4, 0, "pass")
+        .load(Size::H, R4, R2, UDP_CSUM)
+        .jump_imm(Cond::Ne, R4, 0, "pass")
+        .load(Size::W, R4, R2, VXLAN_FLAGS)
+        .jump_imm(Cond::Ne, R4, 0x08, "pass")
+        .load(Size::W, R4, R2, IP_SRC)
+        .store(Size::W, FP, ST_OUTER, R4)
+        .load(Size::W, R4, R2, IP_DST)
+        .store(Size::W, FP, ST_OUTER + 4, R4)
+        .load(Size::W, R4, R2, VXLAN_VNI)
+        .store(Size::W, FP, ST_OUTER + 8, R4)
+        .load(Size::H, R4, R2, UDP_DPORT)
+        .store(Size::H, FP, ST_OUTER + 12, R4)
+        .load(Size::H, R4, R2, INNER_DST_MAC)
+        .store(Size::H, FP, ST_OUTER + 16, R4)
+        .load(Size::H, R4, R2, INNER_DST_MAC + 2)
+        .store(Size::H, FP, ST_OUTER + 18, R4)
+        .load(Size::H, R4, R2, INNER_DST_MAC + 4)
+        .store(Size::H, FP, ST_OUTER + 20, R4)
+        .store_imm(Size::W, FP, ST_DECAP, 1)
+        .alu_imm(Alu::Add, R2, ENCAP_LEN as i32)
+        .label("frame");
+    parse_frame(&mut a);
     // Flow key: local = destination, remote = source, then the local port
     // (destination) and the remote one (source).
     a.store(Size::W, FP, ST_FLOW_KEY, R8)
@@ -681,10 +779,42 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         .store_imm(Size::W, FP, ST_LPM_KEY, 32)
         .store(Size::W, FP, ST_LPM_KEY + 4, R7);
     lookup(&mut a, remote, ST_LPM_KEY);
-    a.jump_imm(Cond::Eq, R0, 0, "pass");
+    a.jump_imm(Cond::Eq, R0, 0, "pass")
+        .load(Size::W, R1, FP, ST_DECAP)
+        .jump_imm(Cond::Eq, R1, 0, "checked");
+    // Encapsulated: only by the VTEP the inner source's node has, to this
+    // node's, on the cluster's port and VNI (what this node's VXLAN device
+    // would accept, and no one else's pods).
+    a.load(Size::W, R1, R0, 4)
+        .jump_imm(Cond::Ne, R1, REMOTE_VXLAN as i32, "pass");
+    for (packet, template, size) in [
+        (ST_OUTER, T_PEER, Size::W),
+        (ST_OUTER + 4, T_LOCAL, Size::W),
+        (ST_OUTER + 8, T_VNI, Size::W),
+        (ST_OUTER + 12, T_PORT, Size::H),
+        (ST_OUTER + 16, T_LOCAL_MAC, Size::H),
+        (ST_OUTER + 18, T_LOCAL_MAC + 2, Size::H),
+        (ST_OUTER + 20, T_LOCAL_MAC + 4, Size::H),
+    ] {
+        a.load(size, R1, FP, packet)
+            .load(size, R2, R0, template)
+            .jump_reg(Cond::Ne, R1, R2, "pass");
+    }
+    a.label("checked");
     flow(&mut a, flows);
-    a.label("fwd");
-    decrement_ttl(&mut a);
+    a.label("fwd")
+        .load(Size::W, R1, FP, ST_DECAP)
+        .jump_imm(Cond::Eq, R1, 0, "deliver")
+        // Off with the outer headers (the outer Ethernet header moves up
+        // over them); refused, the stack decapsulates the packet as it came.
+        .mov(R1, R6)
+        .mov_imm(R2, -(ENCAP_LEN as i32))
+        .mov_imm(R3, ADJ_ROOM_MAC)
+        .load_imm64(R4, DECAP_FLAGS)
+        .call(SKB_ADJUST_ROOM)
+        .jump_imm(Cond::Ne, R0, 0, "pass")
+        .label("deliver");
+    decrement_ttl(&mut a, 0);
     // The pod accepts frames for its own MAC from its gateway's.
     a.load(Size::W, R1, FP, ST_L2)
         .store(Size::W, R2, 0, R1)
@@ -692,7 +822,7 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         .store(Size::W, R2, 4, R1)
         .load(Size::W, R1, FP, ST_L2 + 8)
         .store(Size::W, R2, 8, R1);
-    fix_checksum(&mut a);
+    fix_checksum(&mut a, 0);
     a.load(Size::W, R1, FP, ST_IFINDEX)
         .mov_imm(R2, 0)
         .call(REDIRECT_PEER)

@@ -2,14 +2,16 @@
 //! with a routed pod each, attached the way weft's plugin attaches pods:
 //! TCP between open pods skips both nodes' stacks entirely (an nftables
 //! forward counter on each node stays at zero), and a pod under policy
-//! (not open) keeps the stack. Kernel tier: needs root and iperf3.
+//! (not open) keeps the stack; over VXLAN the programs encapsulate and
+//! decapsulate themselves, interoperating with a node whose kernel VXLAN
+//! device does it. Kernel tier: needs root and iperf3.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use weft_bpf::{FastPath, LocalPod, Remote};
+use weft_bpf::{FastPath, LocalPod, Remote, VxlanEncap};
 use weft_netlink::Handle;
 use weft_testkit::{NetNs, veth_between};
 
@@ -264,5 +266,127 @@ fn open_pods_skip_both_stacks_and_policed_pods_do_not() {
     assert!(
         forwarded_tcp(&n1) > before,
         "node1 forwards on its stack again"
+    );
+}
+
+/// A link's packet counters in `ns`: (received, transmitted).
+fn packets(ns: &NetNs, link: &str) -> (u64, u64) {
+    let out = ns.ip(&["-j", "-s", "link", "show", "dev", link]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stats = &v[0]["stats64"];
+    (
+        stats["rx"]["packets"].as_u64().unwrap(),
+        stats["tx"]["packets"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn vxlan_flows_skip_both_vxlan_devices_and_interoperate_with_the_kernels() {
+    if !weft_testkit::privileged(
+        "vxlan_flows_skip_both_vxlan_devices_and_interoperate_with_the_kernels",
+    ) {
+        return;
+    }
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        panic!("iperf3 is missing (scripts/install-deps installs it)");
+    }
+    let n1 = node(1);
+    let n2 = node(2);
+    veth_between(&n1.ns, "up1", &n2.ns, "up2").unwrap();
+    // The VXLAN backend as weftd sets it up: a device without learning,
+    // and per peer a route via its VTEP address, a neighbour entry for it
+    // and an FDB entry to its underlay address.
+    let mac = |n: u8| [0x02, 0xcc, 0, 0, 0, n];
+    for (n, me, peer) in [(&n1, 1u8, 2u8), (&n2, 2, 1)] {
+        let sh = |cmd: String| {
+            let out = n.ns.exec("sh", &["-c", &cmd]).unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(format!(
+            "ip addr add 172.31.0.{me}/24 dev up{me} && \
+             ip link add weftvx type vxlan id 1 local 172.31.0.{me} dev up{me} dstport 8472 nolearning && \
+             ip link set weftvx address {} mtu 1450 up && \
+             ip addr add 10.1.{me}.0/32 dev weftvx && \
+             ip neigh replace 10.1.{peer}.0 lladdr {} dev weftvx nud permanent && \
+             bridge fdb append {} dev weftvx dst 172.31.0.{peer} && \
+             ip route add 10.1.{peer}.0/24 via 10.1.{peer}.0 dev weftvx onlink",
+            mac_str(mac(me)),
+            mac_str(mac(peer)),
+            mac_str(mac(peer)),
+        ));
+        n.pod.ip(&["link", "set", "eth0", "mtu", "1450"]).unwrap();
+    }
+
+    // The kernel's VXLAN devices carry it without the fast path.
+    assert!(
+        transfer(&n1, &n2) > 1_000_000,
+        "no VXLAN without the fast path"
+    );
+    let before = [packets(&n1.ns, "weftvx"), packets(&n2.ns, "weftvx")];
+    assert!(before[0].1 > 1000 && before[1].0 > 1000, "{before:?}");
+
+    // With it on both nodes: neither device sends or receives a packet of
+    // the transfer (a few of the untimed neighbour and ARP kind at most),
+    // and neither node forwards TCP.
+    let fp1 = FastPath::new().unwrap();
+    let fp2 = FastPath::new().unwrap();
+    let encap = |me: u8, peer: u8| VxlanEncap {
+        underlay_ifindex: ifindex(if me == 1 { &n1.ns } else { &n2.ns }, &format!("up{me}")),
+        local: Ipv4Addr::new(172, 31, 0, me),
+        peer: Ipv4Addr::new(172, 31, 0, peer),
+        local_mac: mac(me),
+        peer_mac: mac(peer),
+        vni: 1,
+        port: 8472,
+    };
+    attach(&fp1, &n1, "up1", "10.1.2.0/24", true);
+    attach(&fp2, &n2, "up2", "10.1.1.0/24", true);
+    fp1.sync_remote(&BTreeMap::from([(
+        "10.1.2.0/24".parse().unwrap(),
+        Remote::Vxlan(encap(1, 2)),
+    )]))
+    .unwrap();
+    fp2.sync_remote(&BTreeMap::from([(
+        "10.1.1.0/24".parse().unwrap(),
+        Remote::Vxlan(encap(2, 1)),
+    )]))
+    .unwrap();
+    let tcp_before = forwarded_tcp(&n1) + forwarded_tcp(&n2);
+    let before = [packets(&n1.ns, "weftvx"), packets(&n2.ns, "weftvx")];
+    assert!(
+        transfer(&n1, &n2) > 1_000_000,
+        "no VXLAN over the fast path"
+    );
+    assert!(transfer(&n2, &n1) > 1_000_000);
+    let after = [packets(&n1.ns, "weftvx"), packets(&n2.ns, "weftvx")];
+    for i in 0..2 {
+        let rx = after[i].0 - before[i].0;
+        let tx = after[i].1 - before[i].1;
+        assert!(
+            rx < 10 && tx < 10,
+            "node{}'s VXLAN device moved {rx}/{tx} packets",
+            i + 1
+        );
+    }
+    assert_eq!(forwarded_tcp(&n1) + forwarded_tcp(&n2), tcp_before);
+
+    // Node1 without the fast path (its kernel VXLAN device encapsulates
+    // and decapsulates): node2's programs still talk to it.
+    let netns1 = weft_netlink::Netns::open(n1.ns.path()).unwrap();
+    let mut h1 = Handle::in_netns(&netns1).unwrap();
+    for link in [ifindex(&n1.ns, "up1"), ifindex(&n1.ns, &n1.host_if)] {
+        h1.detach_bpf_ingress(link).unwrap();
+    }
+    let before = packets(&n1.ns, "weftvx");
+    assert!(transfer(&n1, &n2) > 1_000_000, "mixed nodes cannot talk");
+    assert!(transfer(&n2, &n1) > 1_000_000);
+    let after = packets(&n1.ns, "weftvx");
+    assert!(
+        after.0 - before.0 > 1000 && after.1 - before.1 > 1000,
+        "node1's device carried {before:?} -> {after:?}"
     );
 }

@@ -269,3 +269,124 @@ fn vxlan_peers_get_the_packet_encapsulated() {
         }[..]
     );
 }
+
+/// Two nodes' fast paths facing each other over VXLAN: what one node's
+/// `from_pod` encapsulates, the other's `to_pod` decapsulates on the uplink
+/// and hands to its pod — only when every outer field is what the inner
+/// source's node sends; anything else is left to the stack (and its VXLAN
+/// device).
+#[test]
+fn vxlan_packets_are_decapsulated_when_they_come_from_the_right_peer() {
+    if !weft_testkit::privileged(
+        "vxlan_packets_are_decapsulated_when_they_come_from_the_right_peer",
+    ) {
+        return;
+    }
+    const NODE1: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 11);
+    const NODE2: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 12);
+    const MAC1: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+    const MAC2: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
+    const REMOTE_VETH: u32 = 52;
+    let encap = |local, peer, local_mac, peer_mac| {
+        Remote::Vxlan(weft_bpf::VxlanEncap {
+            underlay_ifindex: 3,
+            local,
+            peer,
+            local_mac,
+            peer_mac,
+            vni: 1,
+            port: 8472,
+        })
+    };
+    // Node 1: OPEN_POD (10.1.1.0/24); node 2: REMOTE_POD (10.1.2.0/24).
+    let node1 = fast_path();
+    node1
+        .sync_remote(&BTreeMap::from([(
+            "10.1.2.0/24".parse().unwrap(),
+            encap(NODE1, NODE2, MAC1, MAC2),
+        )]))
+        .unwrap();
+    let node2 = FastPath::new().unwrap();
+    let pod = |host_ifindex, open| LocalPod {
+        host_ifindex,
+        pod_mac: POD_MAC,
+        host_mac: HOST_MAC,
+        open,
+    };
+    node2
+        .sync_local(&BTreeMap::from([
+            (REMOTE_POD, pod(REMOTE_VETH, true)),
+            (Ipv4Addr::new(10, 1, 2, 3), pod(REMOTE_VETH + 1, false)),
+        ]))
+        .unwrap();
+    node2
+        .sync_remote(&BTreeMap::from([(
+            "10.1.1.0/24".parse().unwrap(),
+            encap(NODE2, NODE1, MAC2, MAC1),
+        )]))
+        .unwrap();
+    // On the wire: the frame is for the uplink's MAC (the test device's is
+    // all zeros).
+    let wire = |mut frame: Vec<u8>| {
+        frame[0..6].fill(0);
+        frame
+    };
+    let encapsulated = |fp: &FastPath, p: &Pkt, veth| {
+        let (verdict, out) = fp.from_pod().test_run(&p.bytes(), veth).unwrap();
+        assert_eq!(verdict, FAST);
+        wire(out)
+    };
+    let syn = tcp(OPEN_POD, 1000, REMOTE_POD, 80, SYN);
+    let packet = encapsulated(&node1, &syn, OPEN_VETH);
+
+    // Not decapsulated when any outer field is off.
+    let altered = |at: usize, byte: u8| {
+        let mut p = packet.clone();
+        p[at] = byte;
+        p
+    };
+    for (what, p) in [
+        ("another VNI", altered(48, 2)),
+        ("another VTEP's source", altered(29, 99)),
+        ("another destination", altered(33, 99)),
+        ("another UDP port", altered(37, 0x19)),
+        ("a UDP checksum", altered(41, 1)),
+        ("VXLAN extension flags", altered(42, 0x88)),
+        ("another inner MAC", altered(55, 9)),
+        ("a frame for another host", altered(0, 0x02)),
+    ] {
+        let (verdict, _) = node2.to_pod().test_run(&p, 2).unwrap();
+        assert_eq!(verdict, STACK, "{what} was decapsulated");
+    }
+    // A pod under a policy keeps the stack, VXLAN or not.
+    let policed = encapsulated(
+        &node1,
+        &tcp(OPEN_POD, 1001, Ipv4Addr::new(10, 1, 2, 3), 80, SYN),
+        OPEN_VETH,
+    );
+    assert_eq!(node2.to_pod().test_run(&policed, 2).unwrap().0, STACK);
+    assert_eq!(node2.flow_count().unwrap(), 0, "no flow was admitted");
+
+    // The real thing: decapsulated, routed (TTL 64 → 63 → 62), delivered.
+    let (verdict, out) = node2.to_pod().test_run(&packet, 2).unwrap();
+    assert_eq!(verdict, FAST);
+    let original = syn.bytes();
+    assert_eq!(out.len(), original.len());
+    assert_eq!(&out[0..6], &POD_MAC);
+    assert_eq!(&out[6..12], &HOST_MAC);
+    assert_eq!(&out[12..14], &[0x08, 0x00]);
+    assert_eq!(out[22], 62, "TTL");
+    assert_eq!(checksum(&out[14..34]), 0, "IPv4 header checksum");
+    assert_eq!(&out[26..], &original[26..], "addresses and TCP header");
+    assert_eq!(node2.flow_count().unwrap(), 1);
+
+    // The reply comes back the same way and establishes the flow on both.
+    let syn_ack = encapsulated(
+        &node2,
+        &tcp(REMOTE_POD, 80, OPEN_POD, 1000, SYN_ACK),
+        REMOTE_VETH,
+    );
+    assert_eq!(node1.to_pod().test_run(&syn_ack, 2).unwrap().0, FAST);
+    let ack = encapsulated(&node1, &tcp(OPEN_POD, 1000, REMOTE_POD, 80, ACK), OPEN_VETH);
+    assert_eq!(node2.to_pod().test_run(&ack, 2).unwrap().0, FAST);
+}
