@@ -28,9 +28,14 @@
 //!
 //! A decapsulated GSO packet keeps the UDP-tunnel GSO type and
 //! `skb->encapsulation` (BPF cannot clear them; Calico's eBPF dataplane
-//! decapsulates the same way). It is only ever delivered to a local pod's
-//! TCP, which ignores both; a checksum a NIC verified for the outer packet
-//! is reset, so the pod's stack verifies the inner one itself.
+//! decapsulates the same way). It is delivered to a local pod, whose TCP
+//! ignores both; a checksum a NIC verified for the outer packet is reset,
+//! so the pod's stack verifies the inner one itself. A pod that routes
+//! such a packet on (a gateway or VPN pod) hands its stack a GSO packet
+//! marked as tunnelled without tunnel headers: software segmentation
+//! treats it as the TCP it is, but a NIC's tunnel offload might not —
+//! the one case where running such a pod with `--fast-path off` is the
+//! safe choice (docs/benchmarks.md, "Fast path limits").
 //!
 //! Both decrement the TTL as a router does. Everything else — other
 //! protocols, IPv6, fragments, IP options, Services (ClusterIPs and node
