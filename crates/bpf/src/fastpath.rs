@@ -145,6 +145,10 @@ const ENCAP_FLAGS: u64 = 1 // BPF_F_ADJ_ROOM_FIXED_GSO
     | (1 << 4) // BPF_F_ADJ_ROOM_ENCAP_L4_UDP
     | (1 << 6) // BPF_F_ADJ_ROOM_ENCAP_L2_ETH
     | (14 << 56); // BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)
+/// The longest frame `from_pod` encapsulates: its outer IPv4 packet
+/// (the frame less the Ethernet header, plus the encapsulation) must not
+/// exceed 65,535 bytes.
+const MAX_ENCAP_INNER: i32 = 0xffff + ETH_LEN - ENCAP_LEN as i32;
 /// `bpf_skb_adjust_room` removing the outer headers again: the inner MSS
 /// stays what the sender's GSO cut to.
 const DECAP_FLAGS: u64 = 1; // BPF_F_ADJ_ROOM_FIXED_GSO
@@ -633,7 +637,12 @@ fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::In
 /// checksum and source port filled in, then out of the underlay
 /// (`bpf_redirect_neigh` routing the outer packet). Exits.
 fn encapsulate(a: &mut Asm) {
-    a.mov(R1, R6)
+    // The outer IPv4 total length must fit its 16 bits: a BIG TCP
+    // super-packet (a pod device with `gso_ipv4_max_size` above 64 KiB)
+    // is left to the VXLAN device, which knows that case.
+    a.load(Size::W, R1, R6, SKB_LEN)
+        .jump_imm(Cond::Gt, R1, MAX_ENCAP_INNER, "pass")
+        .mov(R1, R6)
         .mov_imm(R2, ENCAP_LEN as i32)
         .mov_imm(R3, ADJ_ROOM_MAC)
         .load_imm64(R4, ENCAP_FLAGS)
