@@ -494,20 +494,26 @@ fn parse_frame(a: &mut Asm) {
         // The fields are read as they lie in memory (network order) by a
         // little-endian load: 0x0800 reads as 0x0008.
         .load(Size::H, R4, R2, ETH_PROTO)
-        .jump_imm(Cond::Ne, R4, 0x0008, "pass")
-        .load(Size::B, R4, R2, IP_VER_IHL)
-        .jump_imm(Cond::Ne, R4, 0x45, "pass")
-        // More-fragments flag and fragment offset.
-        .load(Size::H, R4, R2, IP_FRAG)
-        .alu_imm(Alu::And, R4, 0xff3f)
-        .jump_imm(Cond::Ne, R4, 0, "pass")
-        .load(Size::B, R4, R2, IP_PROTO)
+        .jump_imm(Cond::Ne, R4, 0x0008, "pass");
+    whole_ipv4(a);
+    a.load(Size::B, R4, R2, IP_PROTO)
         .jump_imm(Cond::Ne, R4, 6, "pass")
         .load(Size::B, R4, R2, IP_TTL)
         .jump_imm(Cond::Le, R4, 1, "pass")
         .load(Size::W, R7, R2, IP_SRC)
         .load(Size::W, R8, R2, IP_DST)
         .load(Size::B, R9, R2, TCP_FLAGS);
+}
+
+/// Jumps to `pass` unless the IPv4 header after the Ethernet header at R2
+/// has no options and is not a fragment.
+fn whole_ipv4(a: &mut Asm) {
+    a.load(Size::B, R4, R2, IP_VER_IHL)
+        .jump_imm(Cond::Ne, R4, 0x45, "pass")
+        // More-fragments flag and fragment offset.
+        .load(Size::H, R4, R2, IP_FRAG)
+        .alu_imm(Alu::And, R4, 0xff3f)
+        .jump_imm(Cond::Ne, R4, 0, "pass");
 }
 
 /// Looks up `map` with the key at `fp + key`; the value pointer (or 0) in R0.
@@ -738,13 +744,9 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         // extensions), whose fields the sender's template must match once
         // the inner source is known; anything else is the stack's.
         .load(Size::W, R4, R6, SKB_PKT_TYPE)
-        .jump_imm(Cond::Ne, R4, 0, "pass") // PACKET_HOST
-        .load(Size::B, R4, R2, IP_VER_IHL)
-        .jump_imm(Cond::Ne, R4, 0x45, "pass")
-        .load(Size::H, R4, R2, IP_FRAG)
-        .alu_imm(Alu::And, R4, 0xff3f)
-        .jump_imm(Cond::Ne, R4, 0, "pass")
-        .load(Size::H, R4, R2, UDP_CSUM)
+        .jump_imm(Cond::Ne, R4, 0, "pass"); // PACKET_HOST
+    whole_ipv4(&mut a);
+    a.load(Size::H, R4, R2, UDP_CSUM)
         .jump_imm(Cond::Ne, R4, 0, "pass")
         .load(Size::W, R4, R2, VXLAN_FLAGS)
         .jump_imm(Cond::Ne, R4, 0x08, "pass")

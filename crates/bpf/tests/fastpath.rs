@@ -165,10 +165,11 @@ fn transfer(from: &Node, to: &Node) -> u64 {
     v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
 }
 
-#[test]
-fn open_pods_skip_both_stacks_and_policed_pods_do_not() {
-    if !weft_testkit::privileged("open_pods_skip_both_stacks_and_policed_pods_do_not") {
-        return;
+/// Nodes 1 and 2 joined by an uplink veth (`up1`–`up2`, no addresses
+/// yet); `None` when `test` cannot run here.
+fn two_nodes(test: &str) -> Option<(Node, Node)> {
+    if !weft_testkit::privileged(test) {
+        return None;
     }
     if Command::new("iperf3").arg("--version").output().is_err() {
         panic!("iperf3 is missing (scripts/install-deps installs it)");
@@ -176,6 +177,14 @@ fn open_pods_skip_both_stacks_and_policed_pods_do_not() {
     let n1 = node(1);
     let n2 = node(2);
     veth_between(&n1.ns, "up1", &n2.ns, "up2").unwrap();
+    Some((n1, n2))
+}
+
+#[test]
+fn open_pods_skip_both_stacks_and_policed_pods_do_not() {
+    let Some((n1, n2)) = two_nodes("open_pods_skip_both_stacks_and_policed_pods_do_not") else {
+        return;
+    };
     n1.ns
         .ip(&["addr", "add", "172.31.0.1/24", "dev", "up1"])
         .unwrap();
@@ -282,17 +291,11 @@ fn packets(ns: &NetNs, link: &str) -> (u64, u64) {
 
 #[test]
 fn vxlan_flows_skip_both_vxlan_devices_and_interoperate_with_the_kernels() {
-    if !weft_testkit::privileged(
-        "vxlan_flows_skip_both_vxlan_devices_and_interoperate_with_the_kernels",
-    ) {
+    let Some((n1, n2)) =
+        two_nodes("vxlan_flows_skip_both_vxlan_devices_and_interoperate_with_the_kernels")
+    else {
         return;
-    }
-    if Command::new("iperf3").arg("--version").output().is_err() {
-        panic!("iperf3 is missing (scripts/install-deps installs it)");
-    }
-    let n1 = node(1);
-    let n2 = node(2);
-    veth_between(&n1.ns, "up1", &n2.ns, "up2").unwrap();
+    };
     // The VXLAN backend as weftd sets it up: a device without learning,
     // and per peer a route via its VTEP address, a neighbour entry for it
     // and an FDB entry to its underlay address.
