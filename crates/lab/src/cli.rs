@@ -307,6 +307,23 @@ pub enum LabelTarget {
     },
 }
 
+/// How long `lab up` and `lab pod add` wait for the agents.
+const AGENT_SYNC: Duration = Duration::from_secs(30);
+
+/// Returns once every agent has applied the datastore's revision (what
+/// `lab sync` waits for): a pod the agents have not seen yet is isolated by
+/// them (its policy may not be in place), so `what` returns a lab whose
+/// pods can talk. A timeout leaves the lab up, for diagnosis.
+fn wait_for_agents(layout: &Layout, what: &str) -> Result<()> {
+    let rev = report::sync(layout, AGENT_SYNC).with_context(|| {
+        format!(
+            "{what}: waiting for the agents (the lab stays up: `weftctl lab status`, their logs)"
+        )
+    })?;
+    out!("agents in sync at {rev}");
+    Ok(())
+}
+
 /// Runs a `weftctl lab` command; returns the process exit code.
 pub fn run_lab(args: LabArgs) -> Result<i32> {
     let layout = Layout::resolve(args.state_dir.as_deref());
@@ -341,6 +358,9 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
                 state.datastore,
                 layout.root().display()
             );
+            if state.agent {
+                wait_for_agents(&layout, "lab up")?;
+            }
         }
         LabCmd::Down => {
             cluster::down(&layout)?;
@@ -376,13 +396,17 @@ pub fn run_lab(args: LabArgs) -> Result<i32> {
                     weft_probe::parse_port_spec(&ports)?
                 },
             };
-            let _lock = LabLock::acquire(&layout)?;
+            let lock = LabLock::acquire(&layout)?;
             let mut state = LabState::require(&layout)?;
             let store = Store::open(&layout)?;
             let rec = kubelet::add_pod(&layout, &mut state, &store, &spec)?;
             services::reconcile_endpoints(&store)?;
+            drop(lock);
             let ips: Vec<String> = rec.ips.iter().map(ToString::to_string).collect();
             out!("pod {} on {}: {}", rec.key(), rec.node, ips.join(", "));
+            if state.agent {
+                wait_for_agents(&layout, "lab pod add")?;
+            }
         }
         LabCmd::Pod(PodCmd::Del { pod }) => {
             split_pod(&pod)?;

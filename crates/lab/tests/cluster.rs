@@ -84,6 +84,9 @@ fn vxlan_cluster(bin: &Path, ds: Datastore) {
     step("vxlan/routes", &|| {
         routes_use(layout, "node1", |_| Via::Vxlan)
     });
+    step("vxlan/added_pod_talks_at_once", &|| {
+        added_pod_talks_at_once(layout)
+    });
     if ds == Datastore::File {
         step("vxlan/kill_agent_under_traffic", &|| {
             kill_under_traffic(layout)
@@ -297,6 +300,60 @@ fn full_mesh(layout: &Layout) {
             );
         }
     }
+}
+
+/// `weftctl lab pod add` returns a pod the cluster can reach on the first
+/// try: the agents isolate a pod they have not seen yet (its policy may not
+/// be in place), so the command waits until they have. The probes' budget
+/// is below TCP's first SYN retransmission (1 s): a first SYN dropped for
+/// an unknown pod fails them.
+fn added_pod_talks_at_once(layout: &Layout) {
+    use weft_lab::cli::{LabArgs, LabCmd, PodCmd};
+    let lab = |cmd| {
+        weft_lab::run_lab(LabArgs {
+            state_dir: Some(layout.root().to_path_buf()),
+            cmd,
+        })
+        .unwrap()
+    };
+    let added = lab(LabCmd::Pod(PodCmd::Add {
+        pod: "x/fresh".into(),
+        node: Some("node2".into()),
+        labels: String::new(),
+        ports: "tcp/80".into(),
+    }));
+    assert_eq!(added, 0);
+    let state = LabState::require(layout).unwrap();
+    let fresh = vec!["x/fresh".to_string()];
+    for (from, to) in [(Vec::new(), fresh.clone()), (fresh.clone(), Vec::new())] {
+        let records = probe::probe(
+            &state,
+            &ProbeQuery {
+                from,
+                to,
+                port: 80,
+                protocol: Protocol::Tcp,
+                families: vec![4, 6],
+                timeout: Duration::from_millis(800),
+            },
+        )
+        .unwrap();
+        if records.iter().any(|r| !r.connected) {
+            fail(
+                layout,
+                &format!(
+                    "a pod just added is not reachable at once:\n{}",
+                    probe::render(&records)
+                ),
+            );
+        }
+    }
+    assert_eq!(
+        lab(LabCmd::Pod(PodCmd::Del {
+            pod: "x/fresh".into()
+        })),
+        0
+    );
 }
 
 /// Every node runs the BPF fast path (the full mesh above passed with it):
