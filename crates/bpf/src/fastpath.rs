@@ -1,10 +1,12 @@
 //! The pod fast path: two tc programs that carry TCP between a pod on this
-//! node and a pod on another node past the node's IP stack.
+//! node and a pod on another node past the node's IP stack, over IPv4 and
+//! IPv6 (each family has its own maps; the VXLAN underlay is IPv4 and
+//! carries either).
 //!
 //! - `from_pod`, on the ingress of each pod's host-side veth, sends the
 //!   pod's packets for a remote pod straight out of the link its route uses
 //!   (`bpf_redirect_neigh`: the kernel fills in the next hop's MAC); for a
-//!   VXLAN peer over IPv4 it encapsulates the packet itself (outer IPv4,
+//!   VXLAN peer over an IPv4 underlay it encapsulates the packet itself (outer IPv4,
 //!   UDP, VXLAN and inner Ethernet headers from a per-peer template,
 //!   `bpf_skb_adjust_room` marking it UDP-tunnelled so GSO segments it as
 //!   the VXLAN device's own) and sends it out of the underlay to the peer,
@@ -37,8 +39,9 @@
 //! the one case where running such a pod with `--fast-path off` is the
 //! safe choice (docs/benchmarks.md, "Fast path limits").
 //!
-//! Both decrement the TTL as a router does. Everything else — other
-//! protocols, IPv6, fragments, IP options, Services (ClusterIPs and node
+//! Both decrement the TTL or hop limit as a router does. Everything else —
+//! other protocols, IPv6 extension headers, fragments, IP options,
+//! Services (ClusterIPs and node
 //! ports are never pod addresses), masquerade, pods under any
 //! NetworkPolicy — takes the kernel's path, nftables and conntrack included.
 //!
@@ -67,10 +70,10 @@
 //! `from_pod` also checks that the source address is the one the plugin gave
 //! the veth it arrived on (the stack's anti-spoofing rule).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::asm::{Alu, Asm, AsmError, Cond, FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, Size};
 use crate::sys::{LoadError, Map, MapKind, PROG_SCHED_CLS, Program};
@@ -103,10 +106,22 @@ const IP_CSUM: i32 = 24;
 const IP_SRC: i16 = 26;
 const IP_DST: i16 = 30;
 const TCP_SPORT: i16 = 34;
-const TCP_DPORT: i16 = 36;
 const TCP_FLAGS: i16 = 47;
 const HEADERS: i32 = 54;
 const ETH_LEN: i32 = 14;
+/// EtherTypes as a little-endian load of the header reads them.
+const ETH_IPV4: i32 = 0x0008;
+const ETH_IPV6: i32 = 0xdd86;
+
+/// Packet offsets: Ethernet, then IPv6 without extension headers, then TCP.
+const IP6_VERSION: i16 = 14;
+const IP6_NEXT: i16 = 20;
+const IP6_HOP: i16 = 21;
+const IP6_SRC: i16 = 22;
+const IP6_DST: i16 = 38;
+const TCP6_SPORT: i16 = 54;
+const TCP6_FLAGS: i16 = 67;
+const HEADERS6: i32 = 74;
 
 /// Outer packet offsets of VXLAN over IPv4 (the inner frame starts at
 /// `ENCAP_LEN`).
@@ -118,7 +133,6 @@ const INNER_DST_MAC: i16 = 50;
 
 /// Stack slots (offsets from the frame pointer).
 const ST_IFINDEX: i16 = -4;
-const ST_POD_KEY: i16 = -8;
 const ST_LPM_KEY: i16 = -16;
 const ST_FLOW_KEY: i16 = -32;
 const ST_FLOW_VAL: i16 = -40;
@@ -132,6 +146,9 @@ const ST_DECAP: i16 = -76;
 /// `to_pod`: the outer fields checked against the sender's template —
 /// source, destination, VNI word, UDP port, then the inner destination MAC.
 const ST_OUTER: i16 = -104;
+/// The IPv6 flow key (36 bytes) and remote CIDR key (20 bytes).
+const ST6_FLOW_KEY: i16 = -152;
+const ST6_LPM_KEY: i16 = -176;
 
 /// VXLAN over IPv4: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet
 /// (14), inserted after the outer Ethernet header.
@@ -152,6 +169,8 @@ const MAX_ENCAP_INNER: i32 = 0xffff + ETH_LEN - ENCAP_LEN as i32;
 /// `bpf_skb_adjust_room` removing the outer headers again: the inner MSS
 /// stays what the sender's GSO cut to.
 const DECAP_FLAGS: u64 = 1; // BPF_F_ADJ_ROOM_FIXED_GSO
+/// The same for an IPv6 inner packet: `skb->protocol` becomes IPv6.
+const DECAP_FLAGS6: u64 = DECAP_FLAGS | (1 << 8); // BPF_F_ADJ_ROOM_DECAP_L3_IPV6
 /// Remote value: ifindex, kind, pad, the 50-byte encapsulation template,
 /// pad.
 const REMOTE_VALUE: usize = 72;
@@ -326,13 +345,65 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// One address family's maps: local pods, remote pod CIDRs, flows.
+#[derive(Debug)]
+struct Maps {
+    local: Map,
+    remote: Map,
+    flows: Map,
+}
+
+/// Key sizes of an address family's maps: local pod (its address), remote
+/// CIDR (prefix length and address), flow (two addresses, two ports).
+const fn key_sizes(addr: usize) -> (usize, usize, usize) {
+    (addr, 4 + addr, 2 * addr + 4)
+}
+
+impl Maps {
+    fn create(addr: usize, family: &str) -> Result<Maps, Error> {
+        let (local, remote, flow) = key_sizes(addr);
+        Ok(Maps {
+            local: Map::create(MapKind::Hash, local, LOCAL_VALUE, MAX_LOCAL_PODS)
+                .map_err(map_err(format!("create the {family} local pod map")))?,
+            remote: Map::create(MapKind::LpmTrie, remote, REMOTE_VALUE, MAX_REMOTE_CIDRS)
+                .map_err(map_err(format!("create the {family} remote CIDR map")))?,
+            flows: Map::create(MapKind::LruHash, flow, 8, MAX_FLOWS)
+                .map_err(map_err(format!("create the {family} flow map")))?,
+        })
+    }
+
+    /// Picks this family's maps out of a program's (by kind and sizes).
+    fn pick(maps: &mut Vec<(Map, u32)>, addr: usize) -> Option<Maps> {
+        let (local, remote, flow) = key_sizes(addr);
+        let mut take = |kind: MapKind, sizes: (usize, usize)| {
+            let at = maps
+                .iter()
+                .position(|(m, code)| *code == kind.code() && m.sizes() == sizes)?;
+            Some(maps.swap_remove(at).0)
+        };
+        Some(Maps {
+            local: take(MapKind::Hash, (local, LOCAL_VALUE))?,
+            remote: take(MapKind::LpmTrie, (remote, REMOTE_VALUE))?,
+            flows: take(MapKind::LruHash, (flow, 8))?,
+        })
+    }
+
+    fn family(&self, v6: bool) -> Family<'_> {
+        Family {
+            v6,
+            local: &self.local,
+            remote: &self.remote,
+            flows: &self.flows,
+        }
+    }
+}
+
 /// The maps and programs of one node's fast path. Dropping it closes the
 /// descriptors; programs attached to links keep running with their maps.
 #[derive(Debug)]
 pub struct FastPath {
-    local: Map,
-    remote: Map,
-    flows: Map,
+    v4: Maps,
+    v6: Maps,
     from_pod: Program,
     to_pod: Program,
 }
@@ -340,13 +411,7 @@ pub struct FastPath {
 impl FastPath {
     /// Creates the maps and loads both programs.
     pub fn new() -> Result<FastPath, Error> {
-        let local = Map::create(MapKind::Hash, 4, LOCAL_VALUE, MAX_LOCAL_PODS)
-            .map_err(map_err("create local pod map"))?;
-        let remote = Map::create(MapKind::LpmTrie, 8, REMOTE_VALUE, MAX_REMOTE_CIDRS)
-            .map_err(map_err("create remote CIDR map"))?;
-        let flows =
-            Map::create(MapKind::LruHash, 12, 8, MAX_FLOWS).map_err(map_err("create flow map"))?;
-        Self::with_maps(local, remote, flows)
+        Self::with_maps(Maps::create(4, "IPv4")?, Maps::create(16, "IPv6")?)
     }
 
     /// Takes over the maps of a running fast path program (by its ID, as
@@ -354,40 +419,33 @@ impl FastPath {
     /// a restarted agent keeps the flows its predecessor fast-pathed, so
     /// none of them falls back to the stack half-way (where conntrack
     /// would refuse a first FIN or RST as invalid). `None` when the program
-    /// is gone or is not one of ours.
+    /// is gone or is not one of ours. A program of a version without IPv6
+    /// maps gets new, empty ones (it fast-pathed no IPv6 flow).
     pub fn adopt(prog_id: u32) -> Result<Option<FastPath>, Error> {
-        let maps = match crate::sys::program_maps(prog_id) {
+        let mut maps = match crate::sys::program_maps(prog_id) {
             Ok(maps) => maps,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
             Err(e) => return Err(map_err(format!("read program {prog_id}'s maps"))(e)),
         };
-        let mut local = None;
-        let mut remote = None;
-        let mut flows = None;
-        for (map, code) in maps {
-            let slot = match (code, map.sizes()) {
-                (c, (4, LOCAL_VALUE)) if c == MapKind::Hash.code() => &mut local,
-                (c, (8, REMOTE_VALUE)) if c == MapKind::LpmTrie.code() => &mut remote,
-                (c, (12, 8)) if c == MapKind::LruHash.code() => &mut flows,
-                _ => continue,
-            };
-            *slot = Some(map);
-        }
-        match (local, remote, flows) {
-            (Some(l), Some(r), Some(f)) => Self::with_maps(l, r, f).map(Some),
-            _ => Ok(None),
-        }
+        let Some(v4) = Maps::pick(&mut maps, 4) else {
+            return Ok(None);
+        };
+        let v6 = match Maps::pick(&mut maps, 16) {
+            Some(v6) => v6,
+            None => Maps::create(16, "IPv6")?,
+        };
+        Self::with_maps(v4, v6).map(Some)
     }
 
-    fn with_maps(local: Map, remote: Map, flows: Map) -> Result<FastPath, Error> {
-        let from_pod = from_pod(&local, &remote, &flows).map_err(|e| Error::Asm("from_pod", e))?;
-        let to_pod = to_pod(&local, &remote, &flows).map_err(|e| Error::Asm("to_pod", e))?;
+    fn with_maps(v4: Maps, v6: Maps) -> Result<FastPath, Error> {
+        let (f4, f6) = (v4.family(false), v6.family(true));
+        let from_pod = from_pod(f4, f6).map_err(|e| Error::Asm("from_pod", e))?;
+        let to_pod = to_pod(f4, f6).map_err(|e| Error::Asm("to_pod", e))?;
         let from_pod = Program::load(PROG_SCHED_CLS, "weft_from_pod", &from_pod, LICENSE)?;
         let to_pod = Program::load(PROG_SCHED_CLS, "weft_to_pod", &to_pod, LICENSE)?;
         Ok(FastPath {
-            local,
-            remote,
-            flows,
+            v4,
+            v6,
             from_pod,
             to_pod,
         })
@@ -403,106 +461,173 @@ impl FastPath {
         &self.to_pod
     }
 
-    /// Makes the local pod map equal `want`: sets what differs, removes the
-    /// rest. Returns how many entries changed.
-    pub fn sync_local(&self, want: &BTreeMap<Ipv4Addr, LocalPod>) -> Result<usize, Error> {
-        let mut changed = 0;
-        let have = self.local.keys().map_err(map_err("list local pods"))?;
-        for key in have {
-            let ip = Ipv4Addr::new(key[0], key[1], key[2], key[3]);
-            if !want.contains_key(&ip) {
-                self.local
-                    .delete(&key)
-                    .map_err(map_err(format!("remove local pod {ip}")))?;
-                changed += 1;
-            }
-        }
-        for (ip, pod) in want {
-            let value = pod.value();
-            let key = ip.octets();
-            let current = self
-                .local
-                .get(&key)
-                .map_err(map_err(format!("read local pod {ip}")))?;
-            if current.as_deref() != Some(&value[..]) {
-                self.local
-                    .update(&key, &value)
-                    .map_err(map_err(format!("set local pod {ip}")))?;
-                changed += 1;
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Makes the remote CIDR map equal `want` (CIDR → how its packets
-    /// leave). Returns how many entries changed.
-    pub fn sync_remote(&self, want: &BTreeMap<Ipv4Net, Remote>) -> Result<usize, Error> {
-        let lpm_key = |net: &Ipv4Net| {
-            let mut k = [0u8; 8];
-            k[0..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
-            k[4..8].copy_from_slice(&net.network().octets());
-            k
+    /// Makes the local pod maps equal `want` (both families): sets what
+    /// differs, removes the rest. Returns how many entries changed.
+    pub fn sync_local(&self, want: &BTreeMap<IpAddr, LocalPod>) -> Result<usize, Error> {
+        let entries = |v6: bool| {
+            want.iter()
+                .filter(|(ip, _)| ip.is_ipv6() == v6)
+                .map(|(ip, pod)| (addr_bytes(*ip), pod.value().to_vec()))
+                .collect()
         };
-        let mut changed = 0;
-        let wanted: BTreeSet<[u8; 8]> = want.keys().map(lpm_key).collect();
-        for key in self.remote.keys().map_err(map_err("list remote CIDRs"))? {
-            if !wanted.contains(&key[..]) {
-                self.remote
-                    .delete(&key)
-                    .map_err(map_err("remove remote CIDR"))?;
-                changed += 1;
-            }
-        }
-        for (net, remote) in want {
-            let key = lpm_key(net);
-            let value = remote.value();
-            let current = self
-                .remote
-                .get(&key)
-                .map_err(map_err(format!("read remote CIDR {net}")))?;
-            if current.as_deref() != Some(&value[..]) {
-                self.remote
-                    .update(&key, &value)
-                    .map_err(map_err(format!("set remote CIDR {net}")))?;
-                changed += 1;
-            }
-        }
-        Ok(changed)
+        Ok(sync_map(&self.v4.local, entries(false), "local pod")?
+            + sync_map(&self.v6.local, entries(true), "local pod")?)
     }
 
-    /// How many flows are fast-pathed (for tests and diagnostics).
+    /// Makes the remote CIDR maps equal `want` (CIDR → how its packets
+    /// leave, both families). Returns how many entries changed.
+    pub fn sync_remote(&self, want: &BTreeMap<IpNet, Remote>) -> Result<usize, Error> {
+        let entries = |v6: bool| {
+            want.iter()
+                .filter(|(net, _)| matches!(net, IpNet::V6(_)) == v6)
+                .map(|(net, remote)| {
+                    let mut key = u32::from(net.prefix_len()).to_ne_bytes().to_vec();
+                    key.extend(addr_bytes(net.network()));
+                    (key, remote.value().to_vec())
+                })
+                .collect()
+        };
+        Ok(sync_map(&self.v4.remote, entries(false), "remote CIDR")?
+            + sync_map(&self.v6.remote, entries(true), "remote CIDR")?)
+    }
+
+    /// How many flows are fast-pathed, both families (for tests and
+    /// diagnostics).
     pub fn flow_count(&self) -> Result<usize, Error> {
-        Ok(self.flows.keys().map_err(map_err("list flows"))?.len())
+        let count = |m: &Map| Ok::<_, Error>(m.keys().map_err(map_err("list flows"))?.len());
+        Ok(count(&self.v4.flows)? + count(&self.v6.flows)?)
     }
 }
 
-/// Parses Ethernet + IPv4 (no options, not a fragment, TTL > 1) + TCP with
-/// R6 = the context; leaves saddr in R7, daddr in R8, the TCP flags in R9
-/// and the packet start in R2. Anything else jumps to `pass`.
-fn parse(a: &mut Asm) {
-    a.load(Size::W, R2, R6, SKB_DATA)
-        .load(Size::W, R3, R6, SKB_DATA_END);
-    parse_frame(a);
+fn addr_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    }
 }
 
-/// [`parse`] of the frame at R2 (the packet start, or the inner frame of a
-/// VXLAN packet) with R3 = the packet end.
-fn parse_frame(a: &mut Asm) {
+/// Makes `map` hold exactly `want` (key → value): removes other keys, sets
+/// values that differ. Returns how many entries changed; `what` names the
+/// entries in errors.
+fn sync_map(map: &Map, want: BTreeMap<Vec<u8>, Vec<u8>>, what: &str) -> Result<usize, Error> {
+    let mut changed = 0;
+    for key in map
+        .keys()
+        .map_err(map_err(format!("list {what} entries")))?
+    {
+        if !want.contains_key(&key[..]) {
+            map.delete(&key)
+                .map_err(map_err(format!("remove {what} entry {key:02x?}")))?;
+            changed += 1;
+        }
+    }
+    for (key, value) in &want {
+        let current = map
+            .get(key)
+            .map_err(map_err(format!("read {what} entry {key:02x?}")))?;
+        if current.as_deref() != Some(&value[..]) {
+            map.update(key, value)
+                .map_err(map_err(format!("set {what} entry {key:02x?}")))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// An address family's side of the programs: where its headers lie, how
+/// long its addresses are, the stack slots of its keys and its maps.
+#[derive(Clone, Copy)]
+struct Family<'a> {
+    v6: bool,
+    local: &'a Map,
+    remote: &'a Map,
+    flows: &'a Map,
+}
+
+impl Family<'_> {
+    /// Appended to the labels of this family's code (one program holds
+    /// both families' code).
+    fn label(&self, name: &str) -> String {
+        if self.v6 {
+            format!("{name}6")
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn addr_len(&self) -> i16 {
+        if self.v6 { 16 } else { 4 }
+    }
+
+    fn src(&self) -> i16 {
+        if self.v6 { IP6_SRC } else { IP_SRC }
+    }
+
+    fn dst(&self) -> i16 {
+        if self.v6 { IP6_DST } else { IP_DST }
+    }
+
+    /// Where the TCP header starts.
+    fn l4(&self) -> i16 {
+        if self.v6 { TCP6_SPORT } else { TCP_SPORT }
+    }
+
+    fn headers(&self) -> i32 {
+        if self.v6 { HEADERS6 } else { HEADERS }
+    }
+
+    /// The flow key: local address, remote address, local port, remote
+    /// port. It starts with the local address, so it is the local pod
+    /// map's key too.
+    fn flow_key(&self) -> i16 {
+        if self.v6 { ST6_FLOW_KEY } else { ST_FLOW_KEY }
+    }
+
+    /// The remote CIDR map's key: prefix length, then the address.
+    fn lpm_key(&self) -> i16 {
+        if self.v6 { ST6_LPM_KEY } else { ST_LPM_KEY }
+    }
+}
+
+/// Which way a program sees the flow: its local pod is the packet's source
+/// (`from_pod`) or its destination (`to_pod`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    FromPod,
+    ToPod,
+}
+
+/// Checks the Ethernet frame at R2 (the packet start, or the inner frame
+/// of a VXLAN packet; R3 = the packet end) is TCP over the family's IP —
+/// IPv4 without options and not a fragment, IPv6 without extension
+/// headers — with a TTL or hop limit above 1; leaves the TCP flags in R9.
+/// Anything else jumps to `pass`.
+fn parse_frame(a: &mut Asm, fam: Family) {
     a.mov(R4, R2)
-        .alu_imm(Alu::Add, R4, HEADERS)
+        .alu_imm(Alu::Add, R4, fam.headers())
         .jump_reg(Cond::Gt, R4, R3, "pass")
         // The fields are read as they lie in memory (network order) by a
         // little-endian load: 0x0800 reads as 0x0008.
-        .load(Size::H, R4, R2, ETH_PROTO)
-        .jump_imm(Cond::Ne, R4, 0x0008, "pass");
-    whole_ipv4(a);
-    a.load(Size::B, R4, R2, IP_PROTO)
-        .jump_imm(Cond::Ne, R4, 6, "pass")
-        .load(Size::B, R4, R2, IP_TTL)
-        .jump_imm(Cond::Le, R4, 1, "pass")
-        .load(Size::W, R7, R2, IP_SRC)
-        .load(Size::W, R8, R2, IP_DST)
-        .load(Size::B, R9, R2, TCP_FLAGS);
+        .load(Size::H, R4, R2, ETH_PROTO);
+    if fam.v6 {
+        a.jump_imm(Cond::Ne, R4, ETH_IPV6, "pass")
+            .load(Size::B, R4, R2, IP6_VERSION)
+            .alu_imm(Alu::And, R4, 0xf0)
+            .jump_imm(Cond::Ne, R4, 0x60, "pass")
+            .load(Size::B, R4, R2, IP6_NEXT)
+            .jump_imm(Cond::Ne, R4, 6, "pass")
+            .load(Size::B, R4, R2, IP6_HOP)
+            .jump_imm(Cond::Le, R4, 1, "pass")
+            .load(Size::B, R9, R2, TCP6_FLAGS);
+    } else {
+        a.jump_imm(Cond::Ne, R4, ETH_IPV4, "pass");
+        whole_ipv4(a);
+        a.load(Size::B, R4, R2, IP_PROTO)
+            .jump_imm(Cond::Ne, R4, 6, "pass")
+            .load(Size::B, R4, R2, IP_TTL)
+            .jump_imm(Cond::Le, R4, 1, "pass")
+            .load(Size::B, R9, R2, TCP_FLAGS);
+    }
 }
 
 /// Jumps to `pass` unless the IPv4 header after the Ethernet header at R2
@@ -516,6 +641,40 @@ fn whole_ipv4(a: &mut Asm) {
         .jump_imm(Cond::Ne, R4, 0, "pass");
 }
 
+/// Copies `len` bytes (a multiple of 4) from the packet at R2 + `from` to
+/// the stack at `to`.
+fn copy_in(a: &mut Asm, from: i16, to: i16, len: i16) {
+    for at in (0..len).step_by(4) {
+        a.load(Size::W, R4, R2, from + at)
+            .store(Size::W, FP, to + at, R4);
+    }
+}
+
+/// Fills in the flow key and the remote CIDR key from the frame
+/// [`parse_frame`] checked.
+fn keys(a: &mut Asm, fam: Family, way: Way) {
+    let (local, remote) = match way {
+        Way::FromPod => (fam.src(), fam.dst()),
+        Way::ToPod => (fam.dst(), fam.src()),
+    };
+    let n = fam.addr_len();
+    let key = fam.flow_key();
+    copy_in(a, local, key, n);
+    copy_in(a, remote, key + n, n);
+    match way {
+        // Source port, destination port: as they lie in the header.
+        Way::FromPod => copy_in(a, fam.l4(), key + 2 * n, 4),
+        Way::ToPod => {
+            a.load(Size::H, R4, R2, fam.l4() + 2)
+                .store(Size::H, FP, key + 2 * n, R4)
+                .load(Size::H, R4, R2, fam.l4())
+                .store(Size::H, FP, key + 2 * n + 2, R4);
+        }
+    }
+    a.store_imm(Size::W, FP, fam.lpm_key(), i32::from(n) * 8);
+    copy_in(a, remote, fam.lpm_key() + 4, n);
+}
+
 /// Looks up `map` with the key at `fp + key`; the value pointer (or 0) in R0.
 fn lookup(a: &mut Asm, map: &Map, key: i16) {
     a.load_map(R1, map.raw_fd())
@@ -525,61 +684,86 @@ fn lookup(a: &mut Asm, map: &Map, key: i16) {
 }
 
 /// The flow state machine (module docs); the flow key is on the stack and
-/// the TCP flags in R9. Jumps to `fwd` or `pass`.
-fn flow(a: &mut Asm, flows: &Map) {
+/// the TCP flags in R9. Jumps to the family's `fwd` or to `pass`.
+fn flow(a: &mut Asm, fam: Family) {
+    let (syn, synack, stale, fwd) = (
+        fam.label("flow_syn"),
+        fam.label("flow_synack"),
+        fam.label("flow_stale"),
+        fam.label("fwd"),
+    );
+    let key = i32::from(fam.flow_key());
     a.mov(R1, R9)
         .alu_imm(Alu::And, R1, TCP_SYN_ACK)
-        .jump_imm(Cond::Eq, R1, TCP_SYN, "flow_syn");
-    lookup(a, flows, ST_FLOW_KEY);
+        .jump_imm(Cond::Eq, R1, TCP_SYN, &syn);
+    lookup(a, fam.flows, fam.flow_key());
     a.jump_imm(Cond::Eq, R0, 0, "pass")
         .load(Size::DW, R1, R0, 0)
         .mov(R2, R9)
         .alu_imm(Alu::And, R2, TCP_SYN_ACK)
-        .jump_imm(Cond::Eq, R2, TCP_SYN_ACK, "flow_synack")
-        .jump_imm(Cond::Eq, R1, FLOW_ESTABLISHED, "fwd")
+        .jump_imm(Cond::Eq, R2, TCP_SYN_ACK, &synack)
+        .jump_imm(Cond::Eq, R1, FLOW_ESTABLISHED, &fwd)
         .goto("pass")
-        .label("flow_synack")
-        .jump_imm(Cond::Ne, R1, FLOW_SYN, "flow_stale")
+        .label(&synack)
+        .jump_imm(Cond::Ne, R1, FLOW_SYN, &stale)
         .store_imm(Size::DW, R0, 0, FLOW_ESTABLISHED)
-        .goto("fwd")
-        .label("flow_stale")
-        .load_map(R1, flows.raw_fd())
+        .goto(&fwd)
+        .label(&stale)
+        .load_map(R1, fam.flows.raw_fd())
         .mov(R2, FP)
-        .alu_imm(Alu::Add, R2, i32::from(ST_FLOW_KEY))
+        .alu_imm(Alu::Add, R2, key)
         .call(MAP_DELETE)
         .goto("pass")
-        .label("flow_syn")
+        .label(&syn)
         .store_imm(Size::DW, FP, ST_FLOW_VAL, FLOW_SYN)
-        .load_map(R1, flows.raw_fd())
+        .load_map(R1, fam.flows.raw_fd())
         .mov(R2, FP)
-        .alu_imm(Alu::Add, R2, i32::from(ST_FLOW_KEY))
+        .alu_imm(Alu::Add, R2, key)
         .mov(R3, FP)
         .alu_imm(Alu::Add, R3, i32::from(ST_FLOW_VAL))
         .mov_imm(R4, 0)
         .call(MAP_UPDATE)
-        .goto("fwd");
+        .goto(&fwd);
 }
 
-/// Reloads the packet (helpers invalidate packet pointers), decrements the
-/// TTL of the IPv4 header `at` bytes past the Ethernet header in place and
-/// leaves the old and new TTL/protocol words in R4/R5 for the checksum fix;
-/// R2 = the packet start.
-fn decrement_ttl(a: &mut Asm, at: i16) {
+/// Reloads the packet start into R2 (helpers invalidate packet pointers),
+/// checking the family's headers `at` bytes past the Ethernet header are
+/// there.
+fn reload(a: &mut Asm, fam: Family, at: i16) {
     a.load(Size::W, R2, R6, SKB_DATA)
         .load(Size::W, R3, R6, SKB_DATA_END)
         .mov(R4, R2)
-        .alu_imm(Alu::Add, R4, HEADERS + i32::from(at))
-        .jump_reg(Cond::Gt, R4, R3, "pass")
-        .load(Size::H, R4, R2, IP_TTL + at)
-        .mov(R5, R4)
-        // The TTL is the first byte: the low byte of the little-endian
-        // word. It is above 1 (parse checked), so no borrow.
-        .alu_imm(Alu::Sub, R5, 1)
-        .store(Size::H, R2, IP_TTL + at, R5);
+        .alu_imm(Alu::Add, R4, fam.headers() + i32::from(at))
+        .jump_reg(Cond::Gt, R4, R3, "pass");
 }
 
-/// `bpf_l3_csum_replace(skb, IP_CSUM + at, R4, R5, 2)`.
-fn fix_checksum(a: &mut Asm, at: i16) {
+/// Reloads the packet (helpers invalidate packet pointers) and decrements
+/// the TTL or hop limit of the IP header `at` bytes past the Ethernet
+/// header in place; R2 = the packet start. For IPv4 it leaves the old and
+/// new TTL/protocol words in R4/R5 for [`hop_checksum`].
+fn hop(a: &mut Asm, fam: Family, at: i16) {
+    reload(a, fam, at);
+    if fam.v6 {
+        // Above 1 (parse_frame checked); IPv6 has no header checksum.
+        a.load(Size::B, R4, R2, IP6_HOP + at)
+            .alu_imm(Alu::Sub, R4, 1)
+            .store(Size::B, R2, IP6_HOP + at, R4);
+    } else {
+        a.load(Size::H, R4, R2, IP_TTL + at)
+            .mov(R5, R4)
+            // The TTL is the first byte: the low byte of the little-endian
+            // word. It is above 1 (parse_frame checked), so no borrow.
+            .alu_imm(Alu::Sub, R5, 1)
+            .store(Size::H, R2, IP_TTL + at, R5);
+    }
+}
+
+/// After [`hop`] on IPv4: `bpf_l3_csum_replace(skb, IP_CSUM + at, R4, R5,
+/// 2)`.
+fn hop_checksum(a: &mut Asm, fam: Family, at: i16) {
+    if fam.v6 {
+        return;
+    }
     a.mov(R3, R4)
         .mov(R4, R5)
         .mov(R1, R6)
@@ -588,19 +772,28 @@ fn fix_checksum(a: &mut Asm, at: i16) {
         .call(L3_CSUM_REPLACE);
 }
 
-fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn>, AsmError> {
+fn from_pod(v4: Family, v6: Family) -> Result<Vec<crate::asm::Insn>, AsmError> {
     let mut a = Asm::new();
-    a.mov(R6, R1);
-    parse(&mut a);
-    // Flow key: local = source, remote = destination, then both ports as
-    // they lie in the header (source, destination).
-    a.store(Size::W, FP, ST_FLOW_KEY, R7)
-        .store(Size::W, FP, ST_FLOW_KEY + 4, R8)
-        .load(Size::W, R4, R2, TCP_SPORT)
-        .store(Size::W, FP, ST_FLOW_KEY + 8, R4)
-        .store_imm(Size::W, FP, ST_FLOW_KEY + 12, 0)
-        .store(Size::W, FP, ST_POD_KEY, R7);
-    lookup(&mut a, local, ST_POD_KEY);
+    a.mov(R6, R1)
+        .load(Size::W, R2, R6, SKB_DATA)
+        .load(Size::W, R3, R6, SKB_DATA_END)
+        .mov(R4, R2)
+        .alu_imm(Alu::Add, R4, ETH_LEN)
+        .jump_reg(Cond::Gt, R4, R3, "pass")
+        .load(Size::H, R4, R2, ETH_PROTO)
+        .jump_imm(Cond::Eq, R4, ETH_IPV6, "ipv6");
+    from_pod_family(&mut a, v4);
+    a.label("ipv6");
+    from_pod_family(&mut a, v6);
+    a.label("pass").mov_imm(R0, 0).exit();
+    a.finish()
+}
+
+/// `from_pod` for one family, from the packet start in R2 (R3 = its end).
+fn from_pod_family(a: &mut Asm, fam: Family) {
+    parse_frame(a, fam);
+    keys(a, fam, Way::FromPod);
+    lookup(a, fam.local, fam.flow_key());
     a.jump_imm(Cond::Eq, R0, 0, "pass")
         // The source address must be the one given to this veth.
         .load(Size::W, R1, R0, 0)
@@ -608,41 +801,36 @@ fn from_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::In
         .jump_reg(Cond::Ne, R1, R2, "pass")
         .load(Size::W, R1, R0, 4)
         .alu_imm(Alu::And, R1, FLAG_OPEN as i32)
-        .jump_imm(Cond::Eq, R1, 0, "pass")
-        .store_imm(Size::W, FP, ST_LPM_KEY, 32)
-        .store(Size::W, FP, ST_LPM_KEY + 4, R8);
-    lookup(&mut a, remote, ST_LPM_KEY);
+        .jump_imm(Cond::Eq, R1, 0, "pass");
+    lookup(a, fam.remote, fam.lpm_key());
     a.jump_imm(Cond::Eq, R0, 0, "pass")
         .store(Size::DW, FP, ST_REMOTE, R0)
         .load(Size::W, R1, R0, 0)
         .store(Size::W, FP, ST_IFINDEX, R1);
-    flow(&mut a, flows);
-    a.label("fwd")
+    flow(a, fam);
+    let route = fam.label("route");
+    a.label(&fam.label("fwd"))
         .load(Size::DW, R7, FP, ST_REMOTE)
         .load(Size::W, R1, R7, 4)
-        .jump_imm(Cond::Eq, R1, REMOTE_ROUTE as i32, "route");
-    encapsulate(&mut a);
-    a.label("route");
-    decrement_ttl(&mut a, 0);
-    fix_checksum(&mut a, 0);
+        .jump_imm(Cond::Eq, R1, REMOTE_ROUTE as i32, &route);
+    encapsulate(a, fam);
+    a.label(&route);
+    hop(a, fam, 0);
+    hop_checksum(a, fam, 0);
     a.load(Size::W, R1, FP, ST_IFINDEX)
         .mov_imm(R2, 0)
         .mov_imm(R3, 0)
         .mov_imm(R4, 0)
         .call(REDIRECT_NEIGH)
-        .exit()
-        .label("pass")
-        .mov_imm(R0, 0)
         .exit();
-    a.finish()
 }
 
 /// VXLAN encapsulation by the program (R6 = context, R7 = the remote map
-/// value): room for the outer headers, the inner TTL decremented, the
-/// template written in, lengths,
-/// checksum and source port filled in, then out of the underlay
+/// value): room for the outer headers, the template written in, the inner
+/// TTL or hop limit decremented (and for IPv6 the inner EtherType set),
+/// lengths, checksum and source port filled in, then out of the underlay
 /// (`bpf_redirect_neigh` routing the outer packet). Exits.
-fn encapsulate(a: &mut Asm) {
+fn encapsulate(a: &mut Asm, fam: Family) {
     // The outer IPv4 total length must fit its 16 bits: a BIG TCP
     // super-packet (a pod device with `gso_ipv4_max_size` above 64 KiB)
     // is left to the VXLAN device, which knows that case.
@@ -655,17 +843,28 @@ fn encapsulate(a: &mut Asm) {
         .call(SKB_ADJUST_ROOM)
         // Refused (e.g. a GSO type it cannot tunnel): the stack takes the
         // packet as it came.
-        .jump_imm(Cond::Ne, R0, 0, "pass");
-    // The inner packet is routed: its TTL drops by one.
-    decrement_ttl(a, ENCAP_LEN as i16);
-    fix_checksum(a, ENCAP_LEN as i16);
-    a.mov(R1, R6)
+        .jump_imm(Cond::Ne, R0, 0, "pass")
+        .mov(R1, R6)
         .mov_imm(R2, ETH_LEN)
         .mov(R3, R7)
-        .alu_imm(Alu::Add, R3, 16)
+        .alu_imm(Alu::Add, R3, i32::from(TEMPLATE))
         .mov_imm(R4, ENCAP_LEN as i32)
         .mov_imm(R5, 0)
-        .call(SKB_STORE_BYTES)
+        .call(SKB_STORE_BYTES);
+    // The inner packet is routed: its TTL or hop limit drops by one.
+    hop(a, fam, ENCAP_LEN as i16);
+    if fam.v6 {
+        // The outer frame carries IPv4 now; the template's inner EtherType
+        // is IPv4's.
+        a.store_imm(Size::H, R2, ETH_PROTO, ETH_IPV4).store_imm(
+            Size::H,
+            R2,
+            ENCAP_LEN as i16 + ETH_PROTO,
+            ETH_IPV6,
+        );
+    }
+    hop_checksum(a, fam, ENCAP_LEN as i16);
+    a
         // Outer total length (skb->len - Ethernet) and UDP length
         // (- outer IPv4 too), big-endian, byte by byte.
         .load(Size::W, R8, R6, SKB_LEN)
@@ -726,7 +925,7 @@ fn encapsulate(a: &mut Asm) {
         .exit();
 }
 
-fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn>, AsmError> {
+fn to_pod(v4: Family, v6: Family) -> Result<Vec<crate::asm::Insn>, AsmError> {
     let mut a = Asm::new();
     a.mov(R6, R1)
         .store_imm(Size::W, FP, ST_DECAP, 0)
@@ -736,7 +935,7 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         .alu_imm(Alu::Add, R4, ENCAP_LEN as i32 + HEADERS)
         .jump_reg(Cond::Gt, R4, R3, "frame")
         .load(Size::H, R4, R2, ETH_PROTO)
-        .jump_imm(Cond::Ne, R4, 0x0008, "frame")
+        .jump_imm(Cond::Ne, R4, ETH_IPV4, "frame")
         .load(Size::B, R4, R2, IP_PROTO)
         .jump_imm(Cond::Ne, R4, 17, "frame")
         // UDP: a VXLAN packet for this node as weft's devices send them
@@ -766,19 +965,25 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         .store(Size::H, FP, ST_OUTER + 20, R4)
         .store_imm(Size::W, FP, ST_DECAP, 1)
         .alu_imm(Alu::Add, R2, ENCAP_LEN as i32)
-        .label("frame");
-    parse_frame(&mut a);
-    // Flow key: local = destination, remote = source, then the local port
-    // (destination) and the remote one (source).
-    a.store(Size::W, FP, ST_FLOW_KEY, R8)
-        .store(Size::W, FP, ST_FLOW_KEY + 4, R7)
-        .load(Size::H, R4, R2, TCP_DPORT)
-        .store(Size::H, FP, ST_FLOW_KEY + 8, R4)
-        .load(Size::H, R4, R2, TCP_SPORT)
-        .store(Size::H, FP, ST_FLOW_KEY + 10, R4)
-        .store_imm(Size::W, FP, ST_FLOW_KEY + 12, 0)
-        .store(Size::W, FP, ST_POD_KEY, R8);
-    lookup(&mut a, local, ST_POD_KEY);
+        .label("frame")
+        .mov(R4, R2)
+        .alu_imm(Alu::Add, R4, ETH_LEN)
+        .jump_reg(Cond::Gt, R4, R3, "pass")
+        .load(Size::H, R4, R2, ETH_PROTO)
+        .jump_imm(Cond::Eq, R4, ETH_IPV6, "frame6");
+    to_pod_family(&mut a, v4);
+    a.label("frame6");
+    to_pod_family(&mut a, v6);
+    a.label("pass").mov_imm(R0, 0).exit();
+    a.finish()
+}
+
+/// `to_pod` for one family, from the frame at R2 (the packet's, or the
+/// inner one of a VXLAN packet; R3 = the packet end).
+fn to_pod_family(a: &mut Asm, fam: Family) {
+    parse_frame(a, fam);
+    keys(a, fam, Way::ToPod);
+    lookup(a, fam.local, fam.flow_key());
     a.jump_imm(Cond::Eq, R0, 0, "pass")
         .load(Size::W, R1, R0, 4)
         .alu_imm(Alu::And, R1, FLAG_OPEN as i32)
@@ -790,14 +995,13 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         .load(Size::W, R1, R0, 12)
         .store(Size::W, FP, ST_L2 + 4, R1)
         .load(Size::W, R1, R0, 16)
-        .store(Size::W, FP, ST_L2 + 8, R1)
-        // Only from pods on other nodes.
-        .store_imm(Size::W, FP, ST_LPM_KEY, 32)
-        .store(Size::W, FP, ST_LPM_KEY + 4, R7);
-    lookup(&mut a, remote, ST_LPM_KEY);
+        .store(Size::W, FP, ST_L2 + 8, R1);
+    // Only from pods on other nodes.
+    lookup(a, fam.remote, fam.lpm_key());
+    let checked = fam.label("checked");
     a.jump_imm(Cond::Eq, R0, 0, "pass")
         .load(Size::W, R1, FP, ST_DECAP)
-        .jump_imm(Cond::Eq, R1, 0, "checked");
+        .jump_imm(Cond::Eq, R1, 0, &checked);
     // Encapsulated: only by the VTEP the inner source's node has, to this
     // node's, on the cluster's port and VNI (what this node's VXLAN device
     // would accept, and no one else's pods).
@@ -816,21 +1020,27 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
             .load(size, R2, R0, template)
             .jump_reg(Cond::Ne, R1, R2, "pass");
     }
-    a.label("checked");
-    flow(&mut a, flows);
-    a.label("fwd")
+    a.label(&checked);
+    flow(a, fam);
+    let deliver = fam.label("deliver");
+    a.label(&fam.label("fwd"))
         .load(Size::W, R1, FP, ST_DECAP)
-        .jump_imm(Cond::Eq, R1, 0, "deliver")
+        .jump_imm(Cond::Eq, R1, 0, &deliver)
         // Off with the outer headers (the outer Ethernet header moves up
         // over them); refused, the stack decapsulates the packet as it came.
         .mov(R1, R6)
         .mov_imm(R2, -(ENCAP_LEN as i32))
         .mov_imm(R3, ADJ_ROOM_MAC)
-        .load_imm64(R4, DECAP_FLAGS)
+        .load_imm64(R4, if fam.v6 { DECAP_FLAGS6 } else { DECAP_FLAGS })
         .call(SKB_ADJUST_ROOM)
-        .jump_imm(Cond::Ne, R0, 0, "pass")
-        .label("deliver");
-    decrement_ttl(&mut a, 0);
+        .jump_imm(Cond::Ne, R0, 0, "pass");
+    if fam.v6 {
+        // The outer Ethernet header said IPv4.
+        reload(a, fam, 0);
+        a.store_imm(Size::H, R2, ETH_PROTO, ETH_IPV6);
+    }
+    a.label(&deliver);
+    hop(a, fam, 0);
     // The pod accepts frames for its own MAC from its gateway's.
     a.load(Size::W, R1, FP, ST_L2)
         .store(Size::W, R2, 0, R1)
@@ -838,13 +1048,9 @@ fn to_pod(local: &Map, remote: &Map, flows: &Map) -> Result<Vec<crate::asm::Insn
         .store(Size::W, R2, 4, R1)
         .load(Size::W, R1, FP, ST_L2 + 8)
         .store(Size::W, R2, 8, R1);
-    fix_checksum(&mut a, 0);
+    hop_checksum(a, fam, 0);
     a.load(Size::W, R1, FP, ST_IFINDEX)
         .mov_imm(R2, 0)
         .call(REDIRECT_PEER)
-        .exit()
-        .label("pass")
-        .mov_imm(R0, 0)
         .exit();
-    a.finish()
 }

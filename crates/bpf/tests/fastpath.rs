@@ -117,7 +117,7 @@ fn attach(fp: &FastPath, n: &Node, uplink: &str, remote: &str, open: bool) {
     }
     let mut local = BTreeMap::new();
     local.insert(
-        n.pod_ip,
+        n.pod_ip.into(),
         LocalPod {
             host_ifindex: host,
             pod_mac: n.pod_mac,

@@ -4,7 +4,7 @@
 //! needs root (loading programs).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use weft_bpf::{FastPath, LocalPod, Remote};
 
@@ -93,8 +93,8 @@ fn fast_path() -> FastPath {
         open,
     };
     let local = BTreeMap::from([
-        (OPEN_POD, pod(OPEN_VETH, true)),
-        (POLICED_POD, pod(POLICED_VETH, false)),
+        (OPEN_POD.into(), pod(OPEN_VETH, true)),
+        (POLICED_POD.into(), pod(POLICED_VETH, false)),
     ]);
     fp.sync_local(&local).unwrap();
     fp.sync_remote(&BTreeMap::from([(
@@ -315,8 +315,11 @@ fn vxlan_packets_are_decapsulated_when_they_come_from_the_right_peer() {
     };
     node2
         .sync_local(&BTreeMap::from([
-            (REMOTE_POD, pod(REMOTE_VETH, true)),
-            (Ipv4Addr::new(10, 1, 2, 3), pod(REMOTE_VETH + 1, false)),
+            (REMOTE_POD.into(), pod(REMOTE_VETH, true)),
+            (
+                Ipv4Addr::new(10, 1, 2, 3).into(),
+                pod(REMOTE_VETH + 1, false),
+            ),
         ]))
         .unwrap();
     node2
@@ -389,4 +392,163 @@ fn vxlan_packets_are_decapsulated_when_they_come_from_the_right_peer() {
     assert_eq!(node1.to_pod().test_run(&syn_ack, 2).unwrap().0, FAST);
     let ack = encapsulated(&node1, &tcp(OPEN_POD, 1000, REMOTE_POD, 80, ACK), OPEN_VETH);
     assert_eq!(node2.to_pod().test_run(&ack, 2).unwrap().0, FAST);
+}
+
+const OPEN_POD6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 1, 0, 0, 0, 0, 2);
+const REMOTE_POD6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 2, 0, 0, 0, 0, 2);
+
+/// A TCP segment over IPv6 (no extension headers) in an Ethernet frame.
+fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut b = vec![0u8; 74];
+    b[0..6].copy_from_slice(&HOST_MAC);
+    b[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
+    b[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let ip = &mut b[14..54];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&20u16.to_be_bytes());
+    ip[6] = 6; // TCP
+    ip[7] = 64; // hop limit
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&dst.octets());
+    let t = &mut b[54..74];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    b
+}
+
+/// A fast path with an open IPv6 pod behind `OPEN_VETH` and the remote pod
+/// CIDR reached by `remote`.
+fn fast_path6(remote: Remote) -> FastPath {
+    let fp = FastPath::new().unwrap();
+    let pod = LocalPod {
+        host_ifindex: OPEN_VETH,
+        pod_mac: POD_MAC,
+        host_mac: HOST_MAC,
+        open: true,
+    };
+    fp.sync_local(&BTreeMap::from([(OPEN_POD6.into(), pod)]))
+        .unwrap();
+    fp.sync_remote(&BTreeMap::from([(
+        "fd00:1:2::/64".parse().unwrap(),
+        remote,
+    )]))
+    .unwrap();
+    fp
+}
+
+#[test]
+fn ipv6_flows_go_fast_from_their_syn_and_everything_else_takes_the_stack() {
+    if !weft_testkit::privileged(
+        "ipv6_flows_go_fast_from_their_syn_and_everything_else_takes_the_stack",
+    ) {
+        return;
+    }
+    let fp = fast_path6(Remote::Route { ifindex: 7 });
+    let out = |flags| tcp6(OPEN_POD6, 1000, REMOTE_POD6, 80, flags);
+    let back = |flags| tcp6(REMOTE_POD6, 80, OPEN_POD6, 1000, flags);
+    let from_pod = |p: &[u8], veth| fp.from_pod().test_run(p, veth).unwrap();
+    let to_pod = |p: &[u8]| fp.to_pod().test_run(p, 2).unwrap();
+
+    // Nothing fast before a SYN, and nothing that is not plain TCP.
+    assert_eq!(from_pod(&out(ACK), OPEN_VETH).0, STACK);
+    let mut udp = out(SYN);
+    udp[20] = 17;
+    assert_eq!(from_pod(&udp, OPEN_VETH).0, STACK, "UDP");
+    let mut hop_by_hop = out(SYN);
+    hop_by_hop[20] = 0;
+    assert_eq!(
+        from_pod(&hop_by_hop, OPEN_VETH).0,
+        STACK,
+        "extension header"
+    );
+    let mut expiring = out(SYN);
+    expiring[21] = 1;
+    assert_eq!(from_pod(&expiring, OPEN_VETH).0, STACK, "hop limit 1");
+    assert_eq!(from_pod(&out(SYN), POLICED_VETH).0, STACK, "spoofed source");
+    assert_eq!(fp.flow_count().unwrap(), 0);
+
+    // The SYN opens the flow (hop limit one less), the SYN-ACK establishes
+    // it with the pod's MACs written, then both ways go fast.
+    let (verdict, data) = from_pod(&out(SYN), OPEN_VETH);
+    assert_eq!(verdict, FAST);
+    assert_eq!(data[21], 63, "hop limit");
+    assert_eq!(&data[22..], &out(SYN)[22..]);
+    let (verdict, data) = to_pod(&back(SYN_ACK));
+    assert_eq!(verdict, FAST);
+    assert_eq!(&data[0..6], &POD_MAC);
+    assert_eq!(&data[6..12], &HOST_MAC);
+    assert_eq!(data[21], 63);
+    assert_eq!(from_pod(&out(ACK), OPEN_VETH).0, FAST);
+    assert_eq!(to_pod(&back(FIN_ACK)).0, FAST);
+    // A stale SYN-ACK takes the stack and ends the flow's fast path.
+    assert_eq!(to_pod(&back(SYN_ACK)).0, STACK);
+    assert_eq!(from_pod(&out(ACK), OPEN_VETH).0, STACK);
+    assert_eq!(fp.flow_count().unwrap(), 0);
+}
+
+/// IPv6 pods over an IPv4 VXLAN underlay: one node's `from_pod`
+/// encapsulates with an IPv6 inner frame, the other's `to_pod`
+/// decapsulates it into its pod.
+#[test]
+fn ipv6_pods_cross_vxlan_both_ways() {
+    if !weft_testkit::privileged("ipv6_pods_cross_vxlan_both_ways") {
+        return;
+    }
+    let encap = |local: u8, peer: u8| {
+        Remote::Vxlan(weft_bpf::VxlanEncap {
+            underlay_ifindex: 3,
+            local: Ipv4Addr::new(172, 30, 0, local),
+            peer: Ipv4Addr::new(172, 30, 0, peer),
+            local_mac: [0x02, 0xaa, 0, 0, 0, local],
+            peer_mac: [0x02, 0xaa, 0, 0, 0, peer],
+            vni: 1,
+            port: 8472,
+        })
+    };
+    let node1 = fast_path6(encap(11, 12));
+    let node2 = FastPath::new().unwrap();
+    let pod = LocalPod {
+        host_ifindex: 52,
+        pod_mac: POD_MAC,
+        host_mac: HOST_MAC,
+        open: true,
+    };
+    node2
+        .sync_local(&BTreeMap::from([(REMOTE_POD6.into(), pod)]))
+        .unwrap();
+    node2
+        .sync_remote(&BTreeMap::from([(
+            "fd00:1:1::/64".parse().unwrap(),
+            encap(12, 11),
+        )]))
+        .unwrap();
+
+    let syn = tcp6(OPEN_POD6, 1000, REMOTE_POD6, 80, SYN);
+    let (verdict, mut packet) = node1.from_pod().test_run(&syn, OPEN_VETH).unwrap();
+    assert_eq!(verdict, FAST);
+    assert_eq!(packet.len(), syn.len() + 50);
+    assert_eq!(&packet[12..14], &[0x08, 0x00], "outer EtherType");
+    assert_eq!(checksum(&packet[14..34]), 0, "outer IPv4 checksum");
+    assert_eq!(&packet[62..64], &[0x86, 0xdd], "inner EtherType");
+    assert_eq!(packet[64 + 7], 63, "inner hop limit");
+    assert_eq!(&packet[64 + 8..], &syn[22..]);
+
+    packet[0..6].fill(0); // for the test device's MAC: this host's frame
+    let (verdict, out) = node2.to_pod().test_run(&packet, 2).unwrap();
+    assert_eq!(verdict, FAST);
+    assert_eq!(out.len(), syn.len());
+    assert_eq!(&out[0..6], &POD_MAC);
+    assert_eq!(&out[12..14], &[0x86, 0xdd]);
+    assert_eq!(out[21], 62, "hop limit after two routers");
+    assert_eq!(&out[22..], &syn[22..]);
+
+    // The reply establishes the flow on node1.
+    let syn_ack = tcp6(REMOTE_POD6, 80, OPEN_POD6, 1000, SYN_ACK);
+    let (verdict, mut reply) = node2.from_pod().test_run(&syn_ack, 52).unwrap();
+    assert_eq!(verdict, FAST);
+    reply[0..6].fill(0);
+    assert_eq!(node1.to_pod().test_run(&reply, 2).unwrap().0, FAST);
+    assert_eq!(node1.flow_count().unwrap(), 1);
 }

@@ -78,8 +78,8 @@ fn vxlan_cluster(bin: &Path, ds: Datastore) {
     step("vxlan/fast_path_attached", &|| {
         fast_path_attached(layout, true)
     });
-    step("vxlan/fast_path_skips_the_vxlan_devices", &|| {
-        fast_path_skips_the_vxlan_devices(layout)
+    step("vxlan/fast_path_skips_the_nodes_stacks", &|| {
+        fast_path_skips_the_nodes_stacks(layout, true)
     });
     step("vxlan/routes", &|| {
         routes_use(layout, "node1", |_| Via::Vxlan)
@@ -112,6 +112,9 @@ fn host_gw_cluster(bin: &Path) {
     step("host-gw/full_mesh", || full_mesh(layout));
     step("host-gw/fast_path_attached", || {
         fast_path_attached(layout, false)
+    });
+    step("host-gw/fast_path_skips_the_nodes_stacks", || {
+        fast_path_skips_the_nodes_stacks(layout, false)
     });
     step("host-gw/routes", || {
         routes_use(layout, "node1", |_| Via::Underlay)
@@ -416,13 +419,43 @@ fn vxlan_packets(netns: &str) -> (u64, u64) {
     )
 }
 
+/// What a node's stack forwarded, per family: `ForwDatagrams` of
+/// /proc/net/snmp, `Ip6OutForwDatagrams` of /proc/net/snmp6.
+fn forwarded(netns: &str, family: u8) -> u64 {
+    let file = if family == 4 {
+        "/proc/net/snmp"
+    } else {
+        "/proc/net/snmp6"
+    };
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "cat", file])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if family == 6 {
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Ip6OutForwDatagrams in {text}"));
+    }
+    let mut ip = text.lines().filter(|l| l.starts_with("Ip: "));
+    let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ForwDatagrams")
+        .unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
 /// 32 MiB of TCP from a pod on node1 to a pod on node2 (both open: no
-/// policy selects them) cross neither node's VXLAN device: node1's
-/// `weft_from_pod` encapsulates, node2's `weft_to_pod` decapsulates on the
-/// uplink, and the ACKs go the same way back. This is where the agents'
-/// templates meet real packets: a field that does not match (MAC, VNI,
-/// port, addresses) would leave every packet to the devices.
-fn fast_path_skips_the_vxlan_devices(layout: &Layout) {
+/// policy selects them), over IPv4 and over IPv6, cross neither node's
+/// forwarding (and with VXLAN neither node's VXLAN device): node1's
+/// `weft_from_pod` routes or encapsulates, node2's `weft_to_pod` delivers or
+/// decapsulates on the uplink, and the ACKs go the same way back. This is
+/// where the agents' maps meet real packets: a field that does not match
+/// (MAC, VNI, port, addresses) would leave every packet to the stacks.
+fn fast_path_skips_the_nodes_stacks(layout: &Layout, vxlan: bool) {
     use std::io::Write;
     use std::net::{SocketAddr, TcpListener, TcpStream};
     const MIB: usize = 1 << 20;
@@ -432,36 +465,47 @@ fn fast_path_skips_the_vxlan_devices(layout: &Layout) {
     let on = |node: &str| state.pods.iter().find(|p| p.node == node).unwrap();
     let (from, to) = (on("node1"), on("node2"));
     let nodes = ["node1", "node2"].map(|n| state.node(n).unwrap().netns.clone());
-    let addr = to.address(4).unwrap();
-    let listener = netns::run_in(&to.netns, "listen in the server pod", || {
-        Ok(TcpListener::bind((addr, 0)).unwrap())
-    })
-    .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let before = nodes.clone().map(|n| vxlan_packets(&n));
-    let receiver = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        std::io::copy(&mut conn, &mut std::io::sink()).unwrap()
-    });
-    netns::run_in(&from.netns, "send from the client pod", || {
-        let to = SocketAddr::new(addr, port);
-        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-        let chunk = vec![0x5a; MIB];
-        for _ in 0..SENT / MIB {
-            conn.write_all(&chunk).unwrap();
-        }
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(receiver.join().unwrap(), SENT as u64);
-    let after = nodes.clone().map(|n| vxlan_packets(&n));
-    for ((node, b), a) in ["node1", "node2"].iter().zip(before).zip(after) {
-        let (rx, tx) = (a.0 - b.0, a.1 - b.1);
-        if rx > 20 || tx > 20 {
-            fail(
-                layout,
-                &format!("{node}'s {VXLAN_DEV} carried {rx} packets in, {tx} out"),
-            );
+    for family in [4u8, 6] {
+        let addr = to.address(family).unwrap();
+        let listener = netns::run_in(&to.netns, "listen in the server pod", || {
+            Ok(TcpListener::bind((addr, 0)).unwrap())
+        })
+        .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counters = || {
+            nodes.clone().map(|n| {
+                let dev = if vxlan { vxlan_packets(&n) } else { (0, 0) };
+                (forwarded(&n, family), dev.0, dev.1)
+            })
+        };
+        let before = counters();
+        let receiver = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            std::io::copy(&mut conn, &mut std::io::sink()).unwrap()
+        });
+        netns::run_in(&from.netns, "send from the client pod", || {
+            let to = SocketAddr::new(addr, port);
+            let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+            let chunk = vec![0x5a; MIB];
+            for _ in 0..SENT / MIB {
+                conn.write_all(&chunk).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(receiver.join().unwrap(), SENT as u64);
+        let after = counters();
+        for ((node, b), a) in ["node1", "node2"].iter().zip(before).zip(after) {
+            let (fwd, rx, tx) = (a.0 - b.0, a.1 - b.1, a.2 - b.2);
+            if fwd > 20 || rx > 20 || tx > 20 {
+                fail(
+                    layout,
+                    &format!(
+                        "IPv{family}: {node} forwarded {fwd} packets on its stack; \
+                         its {VXLAN_DEV} carried {rx} in, {tx} out"
+                    ),
+                );
+            }
         }
     }
 }

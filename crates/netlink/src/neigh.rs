@@ -51,11 +51,20 @@ impl Handle {
     /// Every IPv4 entry with a 6-byte link-layer address, on all links: one
     /// dump instead of one per link.
     pub fn neighbours_v4(&mut self) -> Result<Vec<Neighbour>> {
+        self.all_neighbours(AddressFamily::Inet, "IPv4")
+    }
+
+    /// [`Handle::neighbours_v4`] for IPv6.
+    pub fn neighbours_v6(&mut self) -> Result<Vec<Neighbour>> {
+        self.all_neighbours(AddressFamily::Inet6, "IPv6")
+    }
+
+    fn all_neighbours(&mut self, family: AddressFamily, name: &str) -> Result<Vec<Neighbour>> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = family;
         self.dump(
             RouteNetlinkMessage::GetNeighbour(msg),
-            || "dump IPv4 neighbours".to_string(),
+            || format!("dump {name} neighbours"),
             |m| match m {
                 RouteNetlinkMessage::NewNeighbour(m) => parse_neighbour(&m),
                 _ => None,

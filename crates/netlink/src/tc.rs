@@ -16,13 +16,29 @@ use netlink_packet_route::tc::{
 use crate::error::Result;
 use crate::socket::Handle;
 
-/// The priority and handle of weft's filter on a link: one per link, so
-/// attaching again replaces it.
-const PRIORITY: u16 = 0xc00;
+/// The priority, handle and protocol of weft's filter on a link: one per
+/// link, so attaching again replaces it. `ETH_P_ALL` (network byte order
+/// in the low 16 bits of tcm_info, as the kernel compares it): the
+/// classifier sees every frame, IPv4 and IPv6.
+const FILTER: Filter = Filter {
+    priority: 0xc01,
+    protocol: 0x0003,
+};
+/// What weft attached before its programs handled IPv6: IPv4 only
+/// (`ETH_P_IP`), one priority ahead. The kernel cannot change a filter's
+/// protocol in place, so an attach adds the new filter, which takes over,
+/// and then removes this one.
+const LEGACY_FILTER: Filter = Filter {
+    priority: 0xc00,
+    protocol: 0x0800,
+};
 const HANDLE: u32 = 1;
-/// `ETH_P_IP` as the kernel compares it (network byte order in the low 16
-/// bits of tcm_info): the classifier sees IPv4 only.
-const PROTOCOL_IP: u16 = 0x0800;
+
+#[derive(Clone, Copy)]
+struct Filter {
+    priority: u16,
+    protocol: u16,
+}
 
 impl Handle {
     /// Adds the `clsact` qdisc to link `index` if it has none.
@@ -48,7 +64,7 @@ impl Handle {
     /// classifier on link `index`'s ingress, replacing weft's previous one.
     /// The link needs a `clsact` qdisc ([`Handle::ensure_clsact`]).
     pub fn attach_bpf_ingress(&mut self, index: u32, prog_fd: RawFd, name: &str) -> Result<()> {
-        let mut msg = filter_message(index);
+        let mut msg = filter_message(index, FILTER);
         msg.attributes.push(TcAttribute::Kind("bpf".into()));
         msg.attributes.push(TcAttribute::Options(vec![
             TcOption::Bpf(TcFilterBpfOption::ProgFd(prog_fd as u32)),
@@ -59,7 +75,8 @@ impl Handle {
             RouteNetlinkMessage::NewTrafficFilter(msg),
             NLM_F_CREATE | NLM_F_REPLACE,
             || format!("attach BPF program {name} to link {index} ingress"),
-        )
+        )?;
+        self.delete_filter(index, LEGACY_FILTER)
     }
 
     /// The ID and name of the BPF program weft's classifier on link
@@ -78,7 +95,12 @@ impl Handle {
                 let RouteNetlinkMessage::NewTrafficFilter(m) = m else {
                     return None;
                 };
-                if m.header.index != index as i32 || m.header.info >> 16 != u32::from(PRIORITY) {
+                let priority = m.header.info >> 16;
+                if m.header.index != index as i32
+                    || ![FILTER, LEGACY_FILTER]
+                        .iter()
+                        .any(|f| u32::from(f.priority) == priority)
+                {
                     return None;
                 }
                 let mut id = None;
@@ -108,7 +130,12 @@ impl Handle {
 
     /// Removes weft's classifier from link `index`'s ingress; absent is fine.
     pub fn detach_bpf_ingress(&mut self, index: u32) -> Result<()> {
-        let msg = filter_message(index);
+        self.delete_filter(index, FILTER)?;
+        self.delete_filter(index, LEGACY_FILTER)
+    }
+
+    fn delete_filter(&mut self, index: u32, filter: Filter) -> Result<()> {
+        let msg = filter_message(index, filter);
         match self.ack(RouteNetlinkMessage::DelTrafficFilter(msg), 0, || {
             format!("detach BPF program from link {index} ingress")
         }) {
@@ -118,13 +145,13 @@ impl Handle {
     }
 }
 
-fn filter_message(index: u32) -> TcMessage {
+fn filter_message(index: u32, filter: Filter) -> TcMessage {
     let mut msg = TcMessage::with_index(index as i32);
     msg.header.parent = TcHandle {
         major: 0xffff,
         minor: TcHandle::MIN_INGRESS,
     };
     msg.header.handle = TcHandle::from(HANDLE);
-    msg.header.info = (u32::from(PRIORITY) << 16) | u32::from(PROTOCOL_IP.to_be());
+    msg.header.info = (u32::from(filter.priority) << 16) | u32::from(filter.protocol.to_be());
     msg
 }

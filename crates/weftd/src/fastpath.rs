@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
-use ipnet::IpNet;
 use tracing::{info, warn};
 use weft_agent::{Desired, RouteDev};
 use weft_bpf::{FastPath, LocalPod, Remote, VxlanEncap};
@@ -150,14 +149,15 @@ impl FastPathState {
             .map(|l| (l.index, l.mac.unwrap_or_default()))
             .collect();
         let mut local = BTreeMap::new();
-        for n in self.handle.neighbours_v4().context("list neighbours")? {
-            let IpAddr::V4(ip) = n.ip else { continue };
+        let mut neighbours = self.handle.neighbours_v4().context("list neighbours")?;
+        neighbours.extend(self.handle.neighbours_v6().context("list neighbours")?);
+        for n in neighbours {
             let Some(host_mac) = pod_links.get(&n.index) else {
                 continue;
             };
             if n.permanent && open.contains(&n.ip) {
                 local.insert(
-                    ip,
+                    n.ip,
                     LocalPod {
                         host_ifindex: n.index,
                         pod_mac: n.mac,
@@ -173,7 +173,6 @@ impl FastPathState {
             .map(|l| l.index);
         let mut remote = BTreeMap::new();
         for route in &want.routes {
-            let IpNet::V4(net) = route.dst else { continue };
             let how = match route.dev {
                 RouteDev::Underlay => Some(Remote::Route {
                     ifindex: want.underlay_index,
@@ -183,7 +182,7 @@ impl FastPathState {
                     .or(vxlan_index.map(|ifindex| Remote::Route { ifindex })),
             };
             if let Some(how) = how {
-                remote.insert(net, how);
+                remote.insert(route.dst, how);
             }
         }
         self.fp
