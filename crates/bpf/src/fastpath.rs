@@ -301,7 +301,8 @@ impl Remote {
             Remote::Vxlan(e) => {
                 v[0..4].copy_from_slice(&e.underlay_ifindex.to_ne_bytes());
                 v[4..8].copy_from_slice(&REMOTE_VXLAN.to_ne_bytes());
-                v[16..16 + ENCAP_LEN].copy_from_slice(&e.template());
+                let at = TEMPLATE as usize;
+                v[at..at + ENCAP_LEN].copy_from_slice(&e.template());
             }
         }
         v
@@ -776,17 +777,23 @@ fn from_pod(v4: Family, v6: Family) -> Result<Vec<crate::asm::Insn>, AsmError> {
     let mut a = Asm::new();
     a.mov(R6, R1)
         .load(Size::W, R2, R6, SKB_DATA)
-        .load(Size::W, R3, R6, SKB_DATA_END)
-        .mov(R4, R2)
+        .load(Size::W, R3, R6, SKB_DATA_END);
+    by_family(&mut a, v4, v6, from_pod_family);
+    a.finish()
+}
+
+/// Runs `body` for the family of the Ethernet frame at R2 (R3 = the packet
+/// end), then ends the program with the `pass` every check jumps to.
+fn by_family<'a>(a: &mut Asm, v4: Family<'a>, v6: Family<'a>, body: fn(&mut Asm, Family<'a>)) {
+    a.mov(R4, R2)
         .alu_imm(Alu::Add, R4, ETH_LEN)
         .jump_reg(Cond::Gt, R4, R3, "pass")
         .load(Size::H, R4, R2, ETH_PROTO)
         .jump_imm(Cond::Eq, R4, ETH_IPV6, "ipv6");
-    from_pod_family(&mut a, v4);
+    body(a, v4);
     a.label("ipv6");
-    from_pod_family(&mut a, v6);
+    body(a, v6);
     a.label("pass").mov_imm(R0, 0).exit();
-    a.finish()
 }
 
 /// `from_pod` for one family, from the packet start in R2 (R3 = its end).
@@ -965,16 +972,8 @@ fn to_pod(v4: Family, v6: Family) -> Result<Vec<crate::asm::Insn>, AsmError> {
         .store(Size::H, FP, ST_OUTER + 20, R4)
         .store_imm(Size::W, FP, ST_DECAP, 1)
         .alu_imm(Alu::Add, R2, ENCAP_LEN as i32)
-        .label("frame")
-        .mov(R4, R2)
-        .alu_imm(Alu::Add, R4, ETH_LEN)
-        .jump_reg(Cond::Gt, R4, R3, "pass")
-        .load(Size::H, R4, R2, ETH_PROTO)
-        .jump_imm(Cond::Eq, R4, ETH_IPV6, "frame6");
-    to_pod_family(&mut a, v4);
-    a.label("frame6");
-    to_pod_family(&mut a, v6);
-    a.label("pass").mov_imm(R0, 0).exit();
+        .label("frame");
+    by_family(&mut a, v4, v6, to_pod_family);
     a.finish()
 }
 

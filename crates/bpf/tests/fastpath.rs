@@ -280,13 +280,7 @@ fn open_pods_skip_both_stacks_and_policed_pods_do_not() {
 
 /// A link's packet counters in `ns`: (received, transmitted).
 fn packets(ns: &NetNs, link: &str) -> (u64, u64) {
-    let out = ns.ip(&["-j", "-s", "link", "show", "dev", link]).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let stats = &v[0]["stats64"];
-    (
-        stats["rx"]["packets"].as_u64().unwrap(),
-        stats["tx"]["packets"].as_u64().unwrap(),
-    )
+    weft_testkit::link_packets(ns.name(), link).unwrap()
 }
 
 #[test]

@@ -408,17 +408,6 @@ fn fast_path_attached(layout: &Layout, vxlan: bool) {
     }
 }
 
-/// `VXLAN_DEV`'s packet counters in `netns`: (received, transmitted).
-fn vxlan_packets(netns: &str) -> (u64, u64) {
-    let out = netns::ip_in(netns, &["-j", "-s", "link", "show", "dev", VXLAN_DEV]).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let stats = &v[0]["stats64"];
-    (
-        stats["rx"]["packets"].as_u64().unwrap(),
-        stats["tx"]["packets"].as_u64().unwrap(),
-    )
-}
-
 /// What a node's stack forwarded, per family: `ForwDatagrams` of
 /// /proc/net/snmp, `Ip6OutForwDatagrams` of /proc/net/snmp6.
 fn forwarded(netns: &str, family: u8) -> u64 {
@@ -474,7 +463,10 @@ fn fast_path_skips_the_nodes_stacks(layout: &Layout, vxlan: bool) {
         let port = listener.local_addr().unwrap().port();
         let counters = || {
             nodes.clone().map(|n| {
-                let dev = if vxlan { vxlan_packets(&n) } else { (0, 0) };
+                let dev = match vxlan {
+                    true => weft_testkit::link_packets(&n, VXLAN_DEV).unwrap(),
+                    false => (0, 0),
+                };
                 (forwarded(&n, family), dev.0, dev.1)
             })
         };

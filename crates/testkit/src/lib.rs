@@ -190,6 +190,28 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The packet counters of link `link` in the named network namespace:
+/// (received, transmitted).
+pub fn link_packets(netns: &str, link: &str) -> Result<(u64, u64)> {
+    let out = Command::new("ip")
+        .args(["-n", netns, "-j", "-s", "link", "show", "dev", link])
+        .output()
+        .context("run ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip -n {netns} link show {link}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parse ip -j")?;
+    let count = |dir: &str| {
+        v[0]["stats64"][dir]["packets"]
+            .as_u64()
+            .with_context(|| format!("no {dir} packets for {link} in {netns}"))
+    };
+    Ok((count("rx")?, count("tx")?))
+}
+
 /// Connects two namespaces with a veth pair (`a_if` in `a`, `b_if` in `b`),
 /// both ends up. The pair is created inside `a`, so the root namespace never
 /// holds it.
